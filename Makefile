@@ -1,0 +1,50 @@
+# MLOps Level 1 reference platform. `make` alone lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+UV ?= uv
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+INSTALLED := .venv/.mlops-installed
+PYTEST_ARGS ?=
+
+.PHONY: help install test test-unit test-integration lint format bench
+
+help: ## Show the targets and what they do
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: ## Install what is missing (apt: MariaDB server and client headers; uv) and sync the locked env
+	@missing=""; \
+	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
+	dpkg -s libmariadb-dev >/dev/null 2>&1 || missing="$$missing libmariadb-dev"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing apt packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing; \
+	fi
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $(INSTALLED)
+
+$(INSTALLED): pyproject.toml uv.lock
+	@$(MAKE) --no-print-directory install
+
+test: $(INSTALLED) ## Run the whole suite: unit, integration (real MariaDB, MLflow, BentoML) and e2e
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-unit: $(INSTALLED) ## Run only the unit tests (no servers needed)
+	$(UV) run pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(INSTALLED) ## Run only the integration tests
+	$(UV) run pytest tests/integration $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## Check formatting and lint rules with ruff
+	$(UV) run ruff format --check .
+	$(UV) run ruff check .
+
+format: $(INSTALLED) ## Format the code and apply safe lint fixes
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+bench: $(INSTALLED) ## Print the speed figures (data load, snapshot build) on a throwaway MariaDB
+	$(UV) run python tests/bench/bench_feature_store.py

@@ -1,0 +1,218 @@
+"""The `mlops` command line: every pipeline step, the same functions the DAGs call."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+class MonthType(click.ParamType):
+    """A `YYYY-MM` month, returned as the first day of that month."""
+
+    name = "YYYY-MM"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, date):
+            return value
+        try:
+            year, month = (int(part) for part in value.split("-"))
+            if len(value) != 7:
+                raise ValueError
+            return date(year, month, 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a month in YYYY-MM form", param, ctx)
+
+
+class BaseDateType(click.ParamType):
+    """A snapshot base date (`YYYY-MM-01`), checked strictly before any SQL runs."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        from mlops_platform.features import parse_base_date
+
+        try:
+            return parse_base_date(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+MONTH = MonthType()
+BASE_DATE = BaseDateType()
+
+
+def print_table(title: str, rows: list[tuple[str, object]]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, value in rows:
+        table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """MLOps Level 1 platform: feature store, training, registry, serving and monitoring."""
+
+
+@main.group()
+def db() -> None:
+    """Feature store and log store schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database if missing and apply the migrations in sql/ not applied yet."""
+    from mlops_platform import db as store
+
+    applied = store.upgrade()
+    for migration in applied:
+        console.print(f"applied {migration.version:03d}_{migration.name}")
+    versions = store.applied_versions()
+    console.print(
+        f"schema at version {versions[-1]:03d} ({len(applied)} applied now)"
+        if versions
+        else "no migrations found"
+    )
+
+
+@main.group()
+def data() -> None:
+    """Generate realistic data or ingest CSV files."""
+
+
+@data.command("generate")
+@click.option("--customers", type=click.IntRange(min=1), default=5_000, show_default=True)
+@click.option("--months", type=click.IntRange(1, 240), default=12, show_default=True)
+@click.option("--start", type=MONTH, required=True, help="First month, YYYY-MM.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--drift",
+    type=click.Choice(["none", "covariate", "concept"]),
+    default="none",
+    show_default=True,
+)
+@click.option("--drift-from", type=MONTH, help="First drifted month, YYYY-MM.")
+@click.option(
+    "--dirty-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of CSV rows that get the public dataset's kinds of dirt.",
+)
+@click.option(
+    "--csv",
+    "csv_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write CSV files here instead of loading into the store.",
+)
+def data_generate(
+    customers: int,
+    months: int,
+    start: date,
+    seed: int,
+    drift: str,
+    drift_from: date | None,
+    dirty_rate: float,
+    csv_dir: Path | None,
+) -> None:
+    """Generate customers over months, with late labels and optional drift."""
+    from mlops_platform.data.generator import GeneratorConfig, load_into_store, write_csv
+
+    try:
+        config = GeneratorConfig(customers, months, start, seed, drift, drift_from, dirty_rate)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    if dirty_rate and not csv_dir:
+        raise click.UsageError("--dirty-rate only applies to CSV output (--csv DIR)")
+    if csv_dir:
+        paths = write_csv(config, csv_dir)
+        console.print(f"wrote {len(paths)} files to {csv_dir}")
+        return
+    summary = load_into_store(config)
+    print_table(
+        "Generated",
+        [
+            ("customers", summary.customers),
+            ("feature rows", summary.feature_rows),
+            ("label rows", summary.label_rows),
+            ("seconds", f"{summary.seconds:.1f}"),
+            ("customer-months / s", f"{summary.rows_per_second:,.0f}"),
+        ],
+    )
+
+
+@data.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--year",
+    type=click.IntRange(1990, 2100),
+    default=2025,
+    show_default=True,
+    help="Year for files whose Month column holds month names (the public dataset).",
+)
+def data_ingest(files: tuple[str, ...], year: int) -> None:
+    """Load CSV files (our layout or the public dataset's), quarantining dirty rows."""
+    from mlops_platform.data.ingest import ingest_csv
+
+    for file in files:
+        result = ingest_csv(Path(file), year=year)
+        print_table(
+            f"Ingested {result.file_name}",
+            [
+                ("rows read", result.rows_read),
+                ("rows loaded", result.rows_loaded),
+                ("rows quarantined", result.rows_quarantined),
+                ("labels loaded", result.labels_loaded),
+            ],
+        )
+        for reason, count in sorted(result.quarantine_reasons.items(), key=lambda kv: -kv[1]):
+            console.print(f"  quarantined {count:>6,}  {reason}")
+
+
+@main.group()
+def features() -> None:
+    """Point-in-time training snapshots."""
+
+
+@features.command("build")
+@click.option("--base-dt", type=BASE_DATE, required=True, help="Snapshot date, YYYY-MM-01.")
+@click.option("--lookback-months", type=click.IntRange(1, 120), help="Months of history.")
+def features_build(base_dt: date, lookback_months: int | None) -> None:
+    """Build (or rebuild) the training snapshot for a base date."""
+    from mlops_platform.features import build_snapshot
+
+    build = build_snapshot(base_dt, lookback_months)
+    print_table(
+        f"Snapshot {build.base_dt}",
+        [
+            ("build id", build.build_id),
+            ("lookback months", build.lookback_months),
+            ("rows", build.row_count),
+            ("customers", build.customer_count),
+        ],
+    )
+
+
+@main.command("validate")
+@click.option("--base-dt", type=BASE_DATE, required=True, help="Snapshot date, YYYY-MM-01.")
+def validate(base_dt: date) -> None:
+    """Check a snapshot before training; exits non-zero when a rule fails."""
+    from mlops_platform.validation import validate_snapshot
+
+    report = validate_snapshot(base_dt)
+    for failure in report.failures:
+        console.print(f"[red]FAIL[/red] {failure}")
+    verdict = "[green]passed[/green]" if report.passed else "[red]failed[/red]"
+    console.print(
+        f"snapshot {report.base_dt} (build {report.build_id}, {report.row_count:,} rows) {verdict}"
+    )
+    if not report.passed:
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Data stage: the generator, CSV ingest with quarantine, and bulk loading into the store."""

@@ -1,0 +1,180 @@
+"""Connections to the MariaDB feature/log store and the numbered migrations in `sql/`."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy.engine import URL
+
+from mlops_platform.config import get_settings
+
+MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+SAFE_IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+MIGRATION_LOCK = "mlops_schema_migrations"
+
+
+class MigrationError(RuntimeError):
+    """A migration file is malformed, or an applied one was edited afterwards."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+    checksum: str
+
+
+def feature_store_url(url: str | URL | None = None) -> URL:
+    """The configured store URL (or the one given), with its database name checked."""
+    parsed = make_url(url or get_settings().feature_store_url)
+    if not parsed.database or not SAFE_IDENTIFIER.match(parsed.database):
+        raise ValueError(
+            f"FEATURE_STORE_URL must name a database of letters, digits and '_': {parsed!r}"
+        )
+    return parsed
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: URL) -> Engine:
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"local_infile": True, "charset": "utf8mb4"},
+    )
+
+
+def get_engine(url: str | URL | None = None) -> Engine:
+    """A pooled engine for the feature store, shared per URL and created on first use."""
+    return _engine_for(feature_store_url(url))
+
+
+@contextmanager
+def transaction(url: str | URL | None = None) -> Iterator[Connection]:
+    """One transaction: committed when the block succeeds, rolled back when it raises."""
+    with get_engine(url).begin() as connection:
+        yield connection
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration file into statements; `;` ends a statement only at a line end."""
+    without_comments = "\n".join(
+        line for line in sql.splitlines() if not line.lstrip().startswith("--")
+    )
+    return [
+        part.strip() for part in re.split(r";\s*$", without_comments, flags=re.M) if part.strip()
+    ]
+
+
+def read_migrations(sql_dir: Path | None = None) -> list[Migration]:
+    """All `NNN_name.sql` files in version order."""
+    directory = sql_dir or get_settings().mlops_sql_dir
+    migrations = []
+    for path in sorted(directory.glob("*.sql")):
+        match = MIGRATION_FILE.match(path.name)
+        if not match:
+            continue
+        body = path.read_text(encoding="utf-8")
+        migrations.append(
+            Migration(
+                version=int(match.group(1)),
+                name=match.group(2),
+                statements=tuple(split_statements(body)),
+                checksum=hashlib.sha256(body.encode()).hexdigest(),
+            )
+        )
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration versions in {directory}: {versions}")
+    return migrations
+
+
+def create_database_if_missing(url: URL) -> None:
+    """Create the URL's database on its server (utf8mb4) when it does not exist yet."""
+    # Identifiers cannot be bound parameters; feature_store_url() allow-lists the name.
+    statement = (
+        f"CREATE DATABASE IF NOT EXISTS `{url.database}` "
+        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    )
+    server_url = URL.create(
+        url.drivername, url.username, url.password, url.host, url.port, query=url.query
+    )
+    server_engine = create_engine(server_url)
+    try:
+        with server_engine.begin() as connection:
+            connection.execute(text(statement))
+    finally:
+        server_engine.dispose()
+
+
+def upgrade(url: str | URL | None = None, sql_dir: Path | None = None) -> list[Migration]:
+    """Apply the migrations not applied yet and return them; safe to run concurrently."""
+    store_url = feature_store_url(url)
+    create_database_if_missing(store_url)
+    migrations = read_migrations(sql_dir)
+    engine = get_engine(store_url)
+    applied_now = []
+    with engine.connect() as connection:
+        if not connection.execute(
+            text("SELECT GET_LOCK(:name, 60)"), {"name": MIGRATION_LOCK}
+        ).scalar():
+            raise MigrationError("another `mlops db upgrade` held the migration lock for 60 s")
+        try:
+            connection.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version INT NOT NULL PRIMARY KEY,"
+                    " name VARCHAR(100) NOT NULL,"
+                    " checksum CHAR(64) NOT NULL,"
+                    " applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP"
+                    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+                )
+            )
+            connection.commit()
+            applied = dict(
+                connection.execute(text("SELECT version, checksum FROM schema_migrations")).all()
+            )
+            for migration in migrations:
+                if migration.version in applied:
+                    if applied[migration.version] != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.version:03d}_{migration.name} changed after it"
+                            " was applied; add a new migration instead of editing it"
+                        )
+                    continue
+                for statement in migration.statements:
+                    connection.execute(text(statement))
+                connection.execute(
+                    text(
+                        "INSERT INTO schema_migrations (version, name, checksum)"
+                        " VALUES (:version, :name, :checksum)"
+                    ),
+                    {
+                        "version": migration.version,
+                        "name": migration.name,
+                        "checksum": migration.checksum,
+                    },
+                )
+                connection.commit()
+                applied_now.append(migration)
+        finally:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": MIGRATION_LOCK})
+    return applied_now
+
+
+def applied_versions(url: str | URL | None = None) -> list[int]:
+    """Versions recorded in `schema_migrations`, ascending."""
+    with get_engine(url).connect() as connection:
+        return list(
+            connection.execute(
+                text("SELECT version FROM schema_migrations ORDER BY version")
+            ).scalars()
+        )

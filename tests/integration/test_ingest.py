@@ -1,0 +1,219 @@
+"""`ingest_csv` against a real MariaDB: counts, quarantine, PII separation, idempotence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from mlops_platform import db
+from mlops_platform.data.ingest import ingest_csv
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+KAGGLE = FIXTURES / "kaggle_dirty.csv"
+OURS = FIXTURES / "ours_clean.csv"
+TABLES = ("customers", "customer_features_monthly", "credit_labels", "ingest_quarantine")
+KAGGLE_REASONS = {
+    "age: out of range": 3,
+    "age: missing required value": 1,
+    "age: not a whole number": 1,
+    "num_bank_accounts: out of range": 1,
+    "interest_rate: out of range": 1,
+    "num_of_loan: out of range": 1,
+    "annual_income: not a number": 1,
+    "amount_invested_monthly: not a number": 1,
+    "monthly_balance: not a number": 1,
+    "occupation: not in domain": 1,
+    "payment_behaviour: not in domain": 1,
+    "payment_of_min_amount: missing required value": 1,
+    "type_of_loan: unknown loan type": 1,
+    "credit_history_age: not a duration": 1,
+    "month: unparseable": 1,
+    "customer_id: missing required value": 1,
+    "credit_score: not in domain": 1,
+}
+
+
+def query(url: str, sql: str, **params) -> list[tuple]:
+    with db.get_engine(url).connect() as connection:
+        return [tuple(row) for row in connection.execute(text(sql), params)]
+
+
+def table_counts(url: str) -> dict[str, int]:
+    return {t: query(url, f"SELECT COUNT(*) FROM {t}")[0][0] for t in TABLES}
+
+
+def test_kaggle_fixture_loads_clean_rows_and_quarantines_the_rest(store_url):
+    result = ingest_csv(KAGGLE, store_url)
+
+    assert result.file_name == "kaggle_dirty.csv"
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (41, 25, 16)
+    assert result.rows_loaded + result.rows_quarantined == result.rows_read
+    assert result.labels_loaded == 23  # 24 clean rows with a score, one (customer, month) twice
+    assert result.quarantine_reasons == KAGGLE_REASONS
+    assert table_counts(store_url) == {
+        "customers": 5,
+        "customer_features_monthly": 24,
+        "credit_labels": 23,
+        "ingest_quarantine": 16,
+    }
+
+
+def test_quarantine_rows_keep_the_raw_row_and_every_reason(store_url):
+    ingest_csv(KAGGLE, store_url)
+    rows = {
+        line: (json.loads(raw), reason)
+        for line, raw, reason in query(
+            store_url,
+            "SELECT line_number, raw_row, reason FROM ingest_quarantine WHERE file_name = :f",
+            f="kaggle_dirty.csv",
+        )
+    }
+    assert sorted(rows) == [5, 7, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37]
+    raw, reason = rows[17]
+    assert raw["ID"] == "0xb208"
+    assert raw["Age"] == "8000"
+    assert reason == (
+        "age: 8000 outside [14, 100]; num_bank_accounts: 1414 outside [0, 20]; "
+        "interest_rate: 5000 outside [0, 50]"
+    )
+    assert rows[5][1] == "age: -500 outside [14, 100]"
+    assert rows[13][1] == "monthly_balance: not a number '__-333333333333333333333333333__'"
+    assert rows[15][1] == "payment_behaviour: '!@9#%8' not in domain"
+    assert rows[25][1] == "type_of_loan: unknown loan type 'Boat Loan'"
+    assert rows[27][1] == "month: unparseable 'Febuary'"
+    assert rows[35][1] == "customer_id: missing required value"
+
+
+def test_cleaned_values_land_in_the_feature_table(store_url):
+    ingest_csv(KAGGLE, store_url)
+
+    def feature(customer: str, month: str, column: str):
+        return query(
+            store_url,
+            f"SELECT {column} FROM customer_features_monthly WHERE customer_id = :c AND month = :m",
+            c=customer,
+            m=month,
+        )[0][0]
+
+    assert feature("CUS_0xa11", "2025-02-01", "age") == 34
+    assert feature("CUS_0xa11", "2025-02-01", "annual_income") == pytest.approx(52310.4)
+    assert feature("CUS_0xa11", "2025-01-01", "type_of_loan") == "Auto Loan,Student Loan"
+    assert feature("CUS_0xa11", "2025-01-01", "credit_history_age") == 17 * 12 + 4
+    assert feature("CUS_0xa11", "2025-03-01", "credit_mix") is None
+    assert feature("CUS_0xa11", "2025-05-01", "occupation") is None
+    assert feature("CUS_0xa11", "2025-07-01", "credit_history_age") is None
+    assert feature("CUS_0xb27", "2025-03-01", "num_of_delayed_payment") == 9
+    assert feature("CUS_0xb27", "2025-03-01", "changed_credit_limit") is None
+    assert feature("CUS_0xe55", "2025-01-01", "type_of_loan") is None
+    assert feature("CUS_0xe55", "2025-06-01", "type_of_loan") == "Not Specified"
+    # The same (customer, month) twice: the later line wins.
+    assert feature("CUS_0xe55", "2025-07-01", "monthly_balance") == pytest.approx(371.4)
+    assert feature("CUS_0xe55", "2025-07-01", "source") == "kaggle_dirty.csv"
+    assert query(
+        store_url,
+        "SELECT credit_score FROM credit_labels WHERE customer_id = 'CUS_0xe55'"
+        " AND month = '2025-07-01'",
+    ) == [("Poor",)]
+
+
+def test_pii_stays_in_customers(store_url):
+    ingest_csv(KAGGLE, store_url)
+    for table in ("customer_features_monthly", "credit_labels"):
+        columns = {
+            name.lower()
+            for (name,) in query(
+                store_url,
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = DATABASE() AND table_name = :t",
+                t=table,
+            )
+        }
+        assert columns and not columns & {"name", "ssn"}
+    assert query(store_url, "SELECT customer_id, name, ssn FROM customers ORDER BY 1") == [
+        ("CUS_0xa11", "Marta Kowalczyk", "501-23-4417"),
+        ("CUS_0xb27", "Tobias Renner", "702-11-9083"),
+        ("CUS_0xc3f", "Aiko Tanabe", "333-90-1276"),
+        ("CUS_0xd40", "Luis Ferreira", None),  # the fixture's SSN is garbage
+        ("CUS_0xe55", "Nia Okafor", "614-72-0358"),
+    ]
+
+
+def test_labels_without_observed_at_follow_the_delay_rule(store_url):
+    result = ingest_csv(KAGGLE, store_url, year=2024, label_delay_days=10)
+    assert result.labels_loaded == 23
+    labels = query(
+        store_url,
+        "SELECT month, observed_at FROM credit_labels WHERE customer_id = 'CUS_0xa11'"
+        " ORDER BY month",
+    )
+    assert labels[0] == (date(2024, 1, 1), datetime(2024, 2, 11))
+    assert all(
+        observed == datetime(month.year + month.month // 12, month.month % 12 + 1, 11)
+        for month, observed in labels
+    )
+
+
+def test_our_layout_keeps_given_observed_at_and_fills_missing_ones(store_url, tmp_path):
+    result = ingest_csv(OURS, store_url)
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (6, 6, 0)
+    assert result.labels_loaded == 5
+    assert query(
+        store_url,
+        "SELECT customer_id, month, credit_score, observed_at FROM credit_labels ORDER BY 1, 2",
+    ) == [
+        ("C000001", date(2025, 1, 1), "Good", datetime(2025, 2, 18, 9, 30)),
+        ("C000001", date(2025, 2, 1), "Good", datetime(2025, 3, 21)),
+        ("C000002", date(2025, 1, 1), "Poor", datetime(2025, 2, 25)),
+        ("C000002", date(2025, 2, 1), "Poor", datetime(2025, 3, 21)),
+        ("C000003", date(2025, 2, 1), "Good", datetime(2025, 3, 10, 12)),
+    ]
+    assert query(
+        store_url,
+        "SELECT type_of_loan, credit_history_age FROM customer_features_monthly"
+        " WHERE customer_id = 'C000001' AND month = '2025-03-01'",
+    ) == [("Home Equity Loan,Auto Loan", 192)]
+
+    no_column = tmp_path / "no_observed_at.csv"
+    pd.read_csv(OURS, dtype=str, keep_default_na=False).drop(columns="label_observed_at").to_csv(
+        no_column, index=False
+    )
+    ingest_csv(no_column, store_url, label_delay_days=3)
+    assert query(
+        store_url,
+        "SELECT observed_at FROM credit_labels WHERE customer_id = 'C000003'",
+    ) == [(datetime(2025, 3, 4),)]
+
+
+def test_ingesting_twice_changes_nothing(store_url):
+    first = ingest_csv(KAGGLE, store_url)
+    counts = table_counts(store_url)
+    second = ingest_csv(KAGGLE, store_url)
+    assert second == first
+    assert table_counts(store_url) == counts
+
+
+def test_reingesting_a_fixed_file_clears_its_stale_quarantine(store_url, tmp_path):
+    path = tmp_path / "batch.csv"
+    shutil.copy(KAGGLE, path)
+    assert ingest_csv(path, store_url).rows_quarantined == 16
+    fixed = path.read_text(encoding="utf-8").replace(",-500,", ",34,")
+    path.write_text(fixed, encoding="utf-8")
+    result = ingest_csv(path, store_url)
+    assert (result.rows_loaded, result.rows_quarantined) == (26, 15)
+    assert query(store_url, "SELECT COUNT(*) FROM ingest_quarantine WHERE line_number = 5") == [
+        (0,)
+    ]
+
+
+def test_an_unrecognised_file_writes_nothing(store_url, tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unrecognised CSV header"):
+        ingest_csv(path, store_url)
+    assert set(table_counts(store_url).values()) == {0}

@@ -1,0 +1,44 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from mlops_platform.config import PROJECT_ROOT, Settings, get_settings
+
+
+def test_env_example_documents_every_setting_and_nothing_else() -> None:
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.M))
+    declared = {name.upper() for name in Settings.model_fields}
+    assert documented == declared
+
+
+def test_every_setting_has_a_description() -> None:
+    missing = [name for name, field in Settings.model_fields.items() if not field.description]
+    assert missing == []
+
+
+def test_settings_are_cached_and_read_the_environment(monkeypatch) -> None:
+    get_settings.cache_clear()
+    monkeypatch.setenv("MLOPS_LOOKBACK_MONTHS", "7")
+    try:
+        assert get_settings() is get_settings()
+        assert get_settings().mlops_lookback_months == 7
+    finally:
+        get_settings.cache_clear()
+
+
+def test_importing_the_package_has_no_side_effects(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    code = (
+        "import mlops_platform.cli, mlops_platform.config, mlops_platform.db, "
+        "mlops_platform.data.generator, mlops_platform.data.loader"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        env={"MLOPS_DATA_DIR": str(data_dir), "FEATURE_STORE_URL": "mysql+pymysql://x@10.255.255.1/none"},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert not data_dir.exists()

@@ -58,7 +58,7 @@ def months_before(day: date, months: int) -> date:
 
 
 def current_build(connection: Connection, base_dt: date) -> SnapshotBuild | None:
-    """The latest build of the snapshot for `base_dt`, or None if it was never built."""
+    """The current build of the snapshot for `base_dt`, or None if it was never built."""
     row = connection.execute(
         text(
             "SELECT build_id, lookback_months, row_count, customer_count"
@@ -72,10 +72,11 @@ def current_build(connection: Connection, base_dt: date) -> SnapshotBuild | None
 def build_snapshot(
     base_dt: str | date, lookback_months: int | None = None, url: str | None = None
 ) -> SnapshotBuild:
-    """(Re)build the point-in-time snapshot for `base_dt` in one transaction; returns its build."""
+    """(Re)build the snapshot for `base_dt` in one transaction: features of the months before it,
+    labels observed by its midnight (inclusive). Returns the new build."""
     day = parse_base_date(base_dt)
     months = get_settings().mlops_lookback_months if lookback_months is None else lookback_months
-    if not 1 <= months <= 120:
+    if not 1 <= months <= 120:  # the bounds MLOPS_LOOKBACK_MONTHS has in config.py
         raise ValueError(f"lookback_months must be between 1 and 120, got {months!r}")
     parameters = {
         "base_dt": day,

@@ -37,7 +37,10 @@ def test_importing_the_package_has_no_side_effects(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-c", code],
         check=True,
-        env={"MLOPS_DATA_DIR": str(data_dir), "FEATURE_STORE_URL": "mysql+pymysql://x@10.255.255.1/none"},
+        env={
+            "MLOPS_DATA_DIR": str(data_dir),
+            "FEATURE_STORE_URL": "mysql+pymysql://x@10.255.255.1/none",
+        },
         cwd=tmp_path,
         timeout=60,
     )

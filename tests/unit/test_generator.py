@@ -81,9 +81,7 @@ def test_labels_arrive_after_their_month_closes() -> None:
 def test_covariate_drift_moves_inputs_only_from_the_drift_month() -> None:
     base = dict(customers=3_000, months=6, start=START, seed=3)
     clean, _ = frames(GeneratorConfig(**base))
-    drifted, _ = frames(
-        GeneratorConfig(**base, drift="covariate", drift_from=date(2025, 4, 1))
-    )
+    drifted, _ = frames(GeneratorConfig(**base, drift="covariate", drift_from=date(2025, 4, 1)))
     before = clean["month"] < date(2025, 4, 1)
     pd.testing.assert_frame_equal(clean[before], drifted[before])
     late = clean["month"] == date(2025, 6, 1)
@@ -99,7 +97,9 @@ def test_concept_drift_changes_labels_but_not_inputs() -> None:
     )
     pd.testing.assert_frame_equal(clean_features, drift_features)
     late = clean_labels["month"] == date(2025, 6, 1)
-    agreement = (clean_labels.loc[late, "credit_score"] == drift_labels.loc[late, "credit_score"]).mean()
+    agreement = (
+        clean_labels.loc[late, "credit_score"] == drift_labels.loc[late, "credit_score"]
+    ).mean()
     assert agreement < 0.75
 
 

@@ -14,7 +14,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 class Settings(BaseSettings):
     """Platform configuration, read from the environment and `.env`."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
+    )
 
     feature_store_url: str = Field(
         "mysql+pymysql://root@127.0.0.1:3306/mlops",
@@ -39,6 +41,59 @@ class Settings(BaseSettings):
     )
     validation_max_null_rate: float = Field(
         0.2, ge=0, le=1, description="Largest share of NULLs allowed in any feature column."
+    )
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5000", description="MLflow tracking server that clients log to."
+    )
+    mlflow_backend_store_uri: str | None = Field(
+        None,
+        description="MLflow server's backend store; default: the store's server, database mlflow.",
+    )
+    mlflow_artifacts_destination: Path | None = Field(
+        None,
+        description="MLflow server's artifact store; default: MLOPS_DATA_DIR/mlflow-artifacts.",
+    )
+    mlflow_host: str = Field("127.0.0.1", description="Interface the MLflow server binds to.")
+    mlflow_port: int = Field(5000, description="Port the MLflow server listens on.")
+    mlflow_allowed_hosts: str = Field(
+        "localhost:*,127.0.0.1:*,mlflow:5000",
+        description="Host headers the MLflow server accepts (others get 403).",
+    )
+    mlflow_experiment: str = Field(
+        "credit-score", description="MLflow experiment that training runs are logged under."
+    )
+    model_name: str = Field("credit_score", description="Registered model name in MLflow.")
+    train_trials: int = Field(6, ge=1, description="Hyperparameter trials per training run.")
+    train_time_budget_s: float = Field(
+        240, gt=0, description="Seconds after which no new trial starts."
+    )
+    train_max_iterations: int = Field(
+        600,
+        ge=10,
+        description="Most boosting iterations per trial (early stopping usually ends sooner).",
+    )
+    train_early_stopping_rounds: int = Field(
+        40, ge=1, description="Iterations without validation improvement before a trial stops."
+    )
+    train_seed: int = Field(42, description="Seed for the search, the splits and CatBoost.")
+    gate_metric: str = Field(
+        "macro_f1", description="Test metric the champion gate compares (higher is better)."
+    )
+    gate_min_improvement: float = Field(
+        0.005, description="How much a challenger must beat the champion's gate metric by."
+    )
+    gate_floor: float = Field(0.55, description="Gate metric every new champion must reach.")
+    gate_max_class_share: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Largest share one predicted class may take (degeneracy check).",
+    )
+    gate_max_ms_per_1000_rows: float = Field(
+        2_000, gt=0, description="Slowest batch prediction a new champion may have."
+    )
+    champion_lock_timeout_s: int = Field(
+        60, ge=1, description="How long a promotion waits for another one to finish."
     )
     mlops_test_database_url: str | None = Field(
         None,

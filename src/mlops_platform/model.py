@@ -139,3 +139,22 @@ class CreditScoreModel(mlflow.pyfunc.PythonModel):
         result = pd.DataFrame(probabilities, columns=list(PROBABILITY_COLUMNS))
         result.insert(0, "predicted_class", np.array(CREDIT_SCORES)[probabilities.argmax(axis=1)])
         return result
+
+
+def classification_metrics(actual: Sequence[str], probabilities: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro-F1, per-class F1 and log loss; columns in `CREDIT_SCORES` order."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+    predicted = np.array(CREDIT_SCORES)[probabilities.argmax(axis=1)]
+    per_class = f1_score(
+        actual, predicted, labels=list(CREDIT_SCORES), average=None, zero_division=0
+    )
+    metrics = {
+        "accuracy": float(accuracy_score(actual, predicted)),
+        "macro_f1": float(f1_score(actual, predicted, labels=list(CREDIT_SCORES), average="macro")),
+        "log_loss": float(log_loss(actual, probabilities, labels=list(CREDIT_SCORES))),
+    }
+    metrics.update(
+        {f"f1_{score}": float(f1) for score, f1 in zip(CREDIT_SCORES, per_class, strict=True)}
+    )
+    return metrics

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ MODEL_COLUMNS = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, *LOAN_COLUMNS)
 CATEGORICAL_POSITIONS = tuple(MODEL_COLUMNS.index(name) for name in CATEGORICAL_FEATURES)
 PROBABILITY_COLUMNS = tuple(f"prob_{score}" for score in CREDIT_SCORES)
 _LOAN_POSITION = {loan: i for i, loan in enumerate(LOAN_TYPES)}
+ALPHABETICAL_ORDER = [CREDIT_SCORES.index(score) for score in sorted(CREDIT_SCORES)]
 
 
 def model_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -134,6 +136,25 @@ class CreditScoreModel(mlflow.pyfunc.PythonModel):
             and str(record[name]) not in self.known_categories.get(name, ())
         ]
 
+    def log_to_mlflow(self, input_example: pd.DataFrame, name: str = "model") -> Any:
+        """Log as a pyfunc (classifier + preprocessing spec) in the active run: a ModelInfo."""
+        from mlflow.models import infer_signature
+
+        example = input_example.head(5).reset_index(drop=True)
+        signature = infer_signature(example, self.predict(None, example))
+        with tempfile.TemporaryDirectory(prefix="mlops-model-") as scratch:
+            return mlflow.pyfunc.log_model(
+                name=name,
+                python_model=self,
+                artifacts=self.save_artifacts(Path(scratch)),
+                signature=signature,
+                input_example=example,
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The classifier travels as an artifact file, not inside the pickled wrapper.
+        return {**self.__dict__, "classifier": None}
+
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         probabilities = self.predict_proba(model_input)
         result = pd.DataFrame(probabilities, columns=list(PROBABILITY_COLUMNS))
@@ -152,7 +173,10 @@ def classification_metrics(actual: Sequence[str], probabilities: np.ndarray) -> 
     metrics = {
         "accuracy": float(accuracy_score(actual, predicted)),
         "macro_f1": float(f1_score(actual, predicted, labels=list(CREDIT_SCORES), average="macro")),
-        "log_loss": float(log_loss(actual, probabilities, labels=list(CREDIT_SCORES))),
+        # log_loss reads probability columns in sorted label order, not CREDIT_SCORES order.
+        "log_loss": float(
+            log_loss(actual, probabilities[:, ALPHABETICAL_ORDER], labels=sorted(CREDIT_SCORES))
+        ),
     }
     metrics.update(
         {f"f1_{score}": float(f1) for score, f1 in zip(CREDIT_SCORES, per_class, strict=True)}

@@ -216,3 +216,37 @@ def validate(base_dt: date) -> None:
     )
     if not report.passed:
         sys.exit(1)
+
+
+@main.command("train")
+@click.option("--base-dt", type=BASE_DATE, required=True, help="Snapshot date, YYYY-MM-01.")
+@click.option("--trials", type=click.IntRange(min=1), help="Search trials (default: TRAIN_TRIALS).")
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(min=1),
+    help="Seconds after which no new trial starts (default: TRAIN_TIME_BUDGET_S).",
+)
+@click.option(
+    "--reason",
+    type=click.Choice(["manual", "schedule", "new-data", "drift", "performance"]),
+    default="manual",
+    show_default=True,
+    help="Why this training runs; recorded as lineage.",
+)
+@click.option("--dag-run-id", help="Airflow DAG run that triggered this training.")
+def train(
+    base_dt: date,
+    trials: int | None,
+    time_budget: float | None,
+    reason: str,
+    dag_run_id: str | None,
+) -> None:
+    """Train on a validated snapshot, log to MLflow, register, and run the champion gate."""
+    from mlops_platform.registry import format_decision_table
+    from mlops_platform.training import train as run_training
+
+    result = run_training(
+        base_dt, trials=trials, time_budget_s=time_budget, reason=reason, dag_run_id=dag_run_id
+    )
+    console.print(format_decision_table(result.decision))
+    console.print(f"MLflow run {result.run_id}, registered version {result.version}")

@@ -95,6 +95,63 @@ class Settings(BaseSettings):
     champion_lock_timeout_s: int = Field(
         60, ge=1, description="How long a promotion waits for another one to finish."
     )
+    serving_host: str = Field("127.0.0.1", description="Interface the prediction service binds to.")
+    serving_port: int = Field(3000, description="Port of the prediction service.")
+    serving_workers: int = Field(2, ge=1, description="BentoML worker processes.")
+    serving_poll_interval_s: float = Field(
+        30, gt=0, description="How often the service checks whether the champion alias moved."
+    )
+    serving_cache_dir: Path | None = Field(
+        None, description="Local copy of the champion; default: MLOPS_DATA_DIR/champion-cache."
+    )
+    serving_spool_dir: Path | None = Field(
+        None,
+        description="Where logs wait while MariaDB is down; default: MLOPS_DATA_DIR/spool.",
+    )
+    serving_max_batch: int = Field(1_000, ge=1, description="Most records in one request.")
+    serving_max_body_bytes: int = Field(
+        2_000_000, ge=1_024, description="Largest request body the service accepts."
+    )
+    serving_log_batch_rows: int = Field(
+        500, ge=1, description="Prediction log rows per insert batch."
+    )
+    serving_log_flush_interval_s: float = Field(
+        0.5, gt=0, description="Longest a prediction log row waits before its batch is written."
+    )
+    serving_log_queue_max: int = Field(
+        50_000, ge=100, description="Log rows held in memory before they go to the spool file."
+    )
+    serving_customer_cache_ttl_s: float = Field(
+        60, ge=0, description="How long by-customer lookups reuse features read from the store."
+    )
+    drift_window_hours: float = Field(24, gt=0, description="Default drift and accuracy window.")
+    drift_psi_warn: float = Field(0.1, gt=0, description="PSI at which a feature is flagged.")
+    drift_psi_alert: float = Field(0.2, gt=0, description="PSI at which a feature has drifted.")
+    drift_chi2_p_value: float = Field(
+        0.01, gt=0, lt=1, description="Chi-square p-value below which a categorical drifted."
+    )
+    drift_min_rows: int = Field(
+        500, ge=1, description="Smallest window that can be judged; fewer is 'insufficient data'."
+    )
+    drift_share_threshold: float = Field(
+        0.3, gt=0, le=1, description="Share of drifted features that makes the dataset drifted."
+    )
+    drift_key_features: str = Field(
+        "delay_from_due_date,outstanding_debt,num_of_delayed_payment",
+        description="Comma-separated features whose drift alone counts as dataset drift.",
+    )
+    drift_persistence_windows: int = Field(
+        1, ge=1, description="Consecutive drifted windows needed before retraining."
+    )
+    retrain_cooldown_hours: float = Field(
+        24, ge=0, description="No new retrain trigger this soon after the last one."
+    )
+    performance_tolerance: float = Field(
+        0.05, gt=0, description="Drop in live macro-F1 below the test macro-F1 that degrades."
+    )
+    performance_min_labelled: int = Field(
+        300, ge=1, description="Labelled predictions needed to judge live accuracy."
+    )
     mlops_test_database_url: str | None = Field(
         None,
         description="Tests only: run against this MariaDB (unique databases), not a throwaway one.",

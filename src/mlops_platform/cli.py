@@ -243,10 +243,10 @@ def train(
 ) -> None:
     """Train on a validated snapshot, log to MLflow, register, and run the champion gate."""
     from mlops_platform.registry import format_decision_table
-    from mlops_platform.training import train as run_training
+    from mlops_platform.training import gate_candidate, train_candidate
 
-    result = run_training(
+    candidate = train_candidate(
         base_dt, trials=trials, time_budget_s=time_budget, reason=reason, dag_run_id=dag_run_id
     )
-    console.print(format_decision_table(result.decision))
-    console.print(f"MLflow run {result.run_id}, registered version {result.version}")
+    console.print(f"MLflow run {candidate.run_id}, registered version {candidate.version}")
+    console.print(format_decision_table(gate_candidate(candidate)))

@@ -152,6 +152,15 @@ class Settings(BaseSettings):
     performance_min_labelled: int = Field(
         300, ge=1, description="Labelled predictions needed to judge live accuracy."
     )
+    feature_pipeline_schedule: str = Field(
+        "@monthly", description="When Airflow builds and validates the next snapshot."
+    )
+    monitoring_schedule: str = Field(
+        "@hourly", description="When Airflow checks drift and live accuracy."
+    )
+    batch_prediction_schedule: str = Field(
+        "@daily", description="When Airflow scores every active customer."
+    )
     mlops_test_database_url: str | None = Field(
         None,
         description="Tests only: run against this MariaDB (unique databases), not a throwaway one.",

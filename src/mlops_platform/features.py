@@ -33,22 +33,34 @@ class SnapshotRebuilt(RuntimeError):
     """The snapshot was rebuilt after the caller checked (validated) it."""
 
 
+def parse_date(value: str | date) -> date:
+    """A calendar date from a `date` or a strict `YYYY-MM-DD` string; anything else raises."""
+    expected = "expected a date as YYYY-MM-DD, e.g. 2025-01-01"
+    # datetime is a date subclass; a time of day is not a date parameter.
+    if isinstance(value, datetime) or not isinstance(value, str | date):
+        raise ValueError(f"invalid date {value!r}: {expected}")
+    if isinstance(value, date):
+        return value
+    if not BASE_DATE_FORMAT.fullmatch(value):
+        raise ValueError(f"invalid date {value!r}: {expected}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as error:
+        raise ValueError(f"invalid date {value!r}: {error}; {expected}") from None
+
+
 def parse_base_date(value: str | date) -> date:
     """The base date as a `date`; only `YYYY-MM-DD` on the first of a month is accepted."""
-    expected = "expected a first-of-month date as YYYY-MM-DD, e.g. 2025-01-01"
-    # datetime is a date subclass; a time of day has no meaning for a monthly snapshot.
-    if isinstance(value, datetime) or not isinstance(value, str | date):
-        raise ValueError(f"invalid base date {value!r}: {expected}")
-    if isinstance(value, str):
-        if not BASE_DATE_FORMAT.fullmatch(value):
-            raise ValueError(f"invalid base date {value!r}: {expected}")
-        try:
-            value = date.fromisoformat(value)
-        except ValueError as error:
-            raise ValueError(f"invalid base date {value!r}: {error}; {expected}") from None
-    if value.day != 1:
-        raise ValueError(f"invalid base date {value.isoformat()!r}: {expected}")
-    return value
+    try:
+        day = parse_date(value)
+    except ValueError as error:
+        raise ValueError(f"invalid base date: {error}; it must be the first of a month") from None
+    if day.day != 1:
+        raise ValueError(
+            f"invalid base date {day.isoformat()!r}: expected a first-of-month date as"
+            " YYYY-MM-DD, e.g. 2025-01-01"
+        )
+    return day
 
 
 def months_before(day: date, months: int) -> date:

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from mlops_platform.config import PROJECT_ROOT, get_settings
 from mlops_platform.features import parse_base_date, read_snapshot
+from mlops_platform.orchestration import TRIGGER_REASONS
 from mlops_platform.schema import (
     CATEGORICAL_FEATURES,
     CREDIT_SCORES,
@@ -33,7 +34,6 @@ from mlops_platform.schema import (
 )
 from mlops_platform.validation import require_validated_snapshot
 
-TRIGGER_REASONS = ("manual", "schedule", "new-data", "drift", "performance")
 SPLIT_BUCKETS = {"train": range(0, 70), "validation": range(70, 85), "test": range(85, 100)}
 PROFILE_BINS = 10
 REFERENCE_PROFILE = "reference_profile.json"
@@ -51,14 +51,15 @@ class Trial:
 
 
 @dataclass(frozen=True)
-class TrainingResult:
+class Candidate:
+    """A trained, registered model version waiting for the gate: ids only, XCom-sized."""
+
     run_id: str
     version: str
-    promoted: bool
-    best_params: dict[str, Any]
-    validation_metrics: dict[str, float]
+    base_dt: str
+    build_id: int
+    reason: str
     test_metrics: dict[str, float]
-    decision: Any
 
 
 def customer_bucket(customer_id: str) -> int:
@@ -225,7 +226,7 @@ def _log_plots_and_reports(
     )
 
 
-def train(
+def train_candidate(
     base_dt: str | date,
     *,
     trials: int | None = None,
@@ -233,8 +234,8 @@ def train(
     reason: str = "manual",
     dag_run_id: str | None = None,
     url: str | None = None,
-) -> TrainingResult:
-    """Train on the validated snapshot for `base_dt`, log everything, and run the gate."""
+) -> Candidate:
+    """Search on the validated snapshot for `base_dt`, log the parent run, register the best."""
     import mlflow
 
     from mlops_platform import registry, tracking
@@ -280,49 +281,64 @@ def train(
             context="training",
         )  # fmt: skip
         best = _search(trials, budget, splits)
-        best_params = {**best.params, "iterations": best.iterations}
-        mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
+        mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
+        mlflow.log_param("best_iterations", best.iterations)
 
         known = {
-            c: sorted(splits["train"][c].dropna().astype(str).unique())
-            for c in CATEGORICAL_FEATURES
+            name: sorted(splits["train"][name].dropna().astype(str).unique())
+            for name in CATEGORICAL_FEATURES
         }
-        candidate = CreditScoreModel.from_classifier(best.classifier, known)
-        test_probabilities = candidate.predict_proba(splits["test"])
-        validation_metrics = best.validation_metrics
+        model = CreditScoreModel.from_classifier(best.classifier, known)
+        test_probabilities = model.predict_proba(splits["test"])
         test_metrics = classification_metrics(splits["test"][TARGET], test_probabilities)
-        mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
+        mlflow.log_metrics({f"validation_{k}": v for k, v in best.validation_metrics.items()})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
 
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as scratch:
             directory = Path(scratch)
-            _log_plots_and_reports(directory, candidate, splits["test"], test_probabilities)
+            _log_plots_and_reports(directory, model, splits["test"], test_probabilities)
             predicted = np.array(CREDIT_SCORES)[test_probabilities.argmax(axis=1)]
             profile = reference_profile(splits["train"], predicted, day)
             (directory / REFERENCE_PROFILE).write_text(json.dumps(profile, indent=1))
             mlflow.log_artifacts(str(directory))
-        info = candidate.log_to_mlflow(splits["train"][list(FEATURE_NAMES)])
-
+        info = model.log_to_mlflow(splits["train"][list(FEATURE_NAMES)])
         version = registry.register(
             info.model_uri,
             parent.info.run_id,
             {**lineage, **{f"test_{k}": f"{v:.6f}" for k, v in test_metrics.items()}},
         )
-        decision = registry.gate(
-            version,
-            candidate,
-            splits["test"],
-            reason=reason,
-            actor="airflow" if dag_run_id else getpass.getuser(),
-            url=url,
-        )
-        mlflow.set_tags(
-            {"registered_version": version, "gate_promoted": str(decision.promoted).lower()}
-        )
-    return TrainingResult(
-        parent.info.run_id, version, decision.promoted, best_params,
-        validation_metrics, test_metrics, decision,
-    )  # fmt: skip
+        mlflow.set_tag("registered_version", version)
+    return Candidate(parent.info.run_id, version, day.isoformat(), build_id, reason, test_metrics)
+
+
+def gate_candidate(
+    candidate: Candidate, *, actor: str | None = None, url: str | None = None
+) -> Any:
+    """Run the champion gate for a registered candidate on its snapshot's test split.
+
+    The model is loaded back from the registry, so the gate judges exactly what would
+    be served, and the test rows are re-derived from the same snapshot build.
+    """
+    import mlflow
+
+    from mlops_platform import registry, tracking
+
+    tracking.configure()
+    settings = get_settings()
+    model = mlflow.pyfunc.load_model(
+        f"models:/{settings.model_name}/{candidate.version}"
+    ).unwrap_python_model()
+    snapshot = read_snapshot(candidate.base_dt, url, build_id=candidate.build_id)
+    decision = registry.gate(
+        candidate.version,
+        model,
+        split_by_customer(snapshot)["test"],
+        reason=candidate.reason,
+        actor=actor or getpass.getuser(),
+        url=url,
+    )
+    mlflow.MlflowClient().set_tag(candidate.run_id, "gate_promoted", str(decision.promoted).lower())
+    return decision
 
 
 def _search(trials: int, budget: float, splits: dict[str, pd.DataFrame]) -> Trial:

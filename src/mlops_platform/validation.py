@@ -10,7 +10,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
-from mlops_platform.features import current_build, parse_base_date
+from mlops_platform.features import build_snapshot, current_build, parse_base_date
 from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES, FEATURES, TARGET, Feature
 
 TABLE = "training_snapshots"
@@ -151,6 +151,31 @@ def require_validated_snapshot(base_dt: str | date, url: str | None = None) -> i
             f"snapshot {day} (build {build.build_id}) failed validation: {failures}"
         )
     return build.build_id
+
+
+def ensure_validated_snapshot(
+    base_dt: str | date, *, rebuild: bool = False, url: str | None = None
+) -> int:
+    """The build id of a validated snapshot for `base_dt`, building and validating as needed.
+
+    An existing, passed snapshot is reused unless `rebuild` asks for one that includes
+    the labels observed since; a snapshot that fails validation raises.
+    """
+    day = parse_base_date(base_dt)
+    with db.transaction(url) as connection:
+        missing = current_build(connection, day) is None
+    if rebuild or missing:
+        build_snapshot(day, url=url)
+    else:
+        try:
+            return require_validated_snapshot(day, url)
+        except SnapshotNotValidated:
+            pass  # never validated, or rebuilt since: validate the current build below
+    report = validate_snapshot(day, url)
+    if not report.passed:
+        failures = "; ".join(str(failure) for failure in report.failures)
+        raise SnapshotNotValidated(f"snapshot {day} failed validation: {failures}")
+    return report.build_id
 
 
 def _snapshot_columns(connection: Connection) -> set[str]:

@@ -248,3 +248,22 @@ def test_require_validated_snapshot(store_url: str) -> None:
 
     validate_snapshot(BASE, store_url, min_rows=1)
     assert require_validated_snapshot(BASE, store_url) == rebuilt > build_id
+
+
+def test_ensure_validated_snapshot_builds_validates_and_reuses(store_url: str) -> None:
+    from mlops_platform.data.generator import GeneratorConfig, load_into_store
+    from mlops_platform.validation import ensure_validated_snapshot
+
+    load_into_store(GeneratorConfig(customers=400, months=4, start=date(2025, 1, 1)), store_url)
+    built = ensure_validated_snapshot("2025-05-01", url=store_url)
+    assert require_validated_snapshot("2025-05-01", store_url) == built
+    assert ensure_validated_snapshot("2025-05-01", url=store_url) == built
+    rebuilt = ensure_validated_snapshot("2025-05-01", rebuild=True, url=store_url)
+    assert rebuilt > built
+
+
+def test_ensure_validated_snapshot_raises_when_the_snapshot_fails(store_url: str) -> None:
+    from mlops_platform.validation import ensure_validated_snapshot
+
+    with pytest.raises(SnapshotNotValidated, match="min_rows"):
+        ensure_validated_snapshot("2025-05-01", url=store_url)

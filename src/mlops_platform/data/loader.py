@@ -13,7 +13,13 @@ from sqlalchemy import Connection, text
 from mlops_platform.db import SAFE_IDENTIFIER
 
 LOADABLE_TABLES = frozenset(
-    {"customers", "customer_features_monthly", "credit_labels", "ingest_quarantine"}
+    {
+        "customers",
+        "customer_features_monthly",
+        "credit_labels",
+        "ingest_quarantine",
+        "batch_predictions",
+    }
 )
 # Arrow's C++ writer is ~10x faster than DataFrame.to_csv; it writes NULL as an empty
 # field, which the LOAD DATA statement maps back to NULL with NULLIF.

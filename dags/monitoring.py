@@ -1,0 +1,88 @@
+"""
+### Monitoring
+
+Every hour: data drift of the champion's live traffic against its training profile
+(PSI and chi-square, counted inside MariaDB), live accuracy from late labels, then one
+decision. `retrain` triggers `continuous_training` with `reason=drift|performance` and
+the report id; otherwise the retraining branch is skipped.
+
+All windows end at the run's logical date, so a re-run judges the same window.
+CLI equivalent: `mlops drift check`, `mlops monitor performance`, `mlops monitor decide`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, task
+
+from mlops_platform.config import get_settings
+from mlops_platform.orchestration import DEFAULT_ARGS, TRAINING_DAG_ID
+
+
+def window_end(context) -> str:
+    return (context["logical_date"] or context["dag_run"].run_after).isoformat()
+
+
+@dag(
+    dag_id="monitoring",
+    schedule=get_settings().monitoring_schedule,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    render_template_as_native_obj=True,
+    tags=["mlops", "monitoring"],
+    doc_md=__doc__,
+)
+def monitoring():
+    @task
+    def drift_check(**context) -> int | None:
+        from mlops_platform.drift import check
+
+        return check(end=window_end(context)).report_id
+
+    @task
+    def performance_check(**context) -> int | None:
+        from mlops_platform.monitoring import performance
+
+        return performance(end=window_end(context)).report_id
+
+    @task.branch
+    def decide(**context) -> str:
+        from mlops_platform.monitoring import decide
+
+        decision = decide(end=window_end(context))
+        if decision.action != "retrain":
+            return "no_retraining"
+        context["ti"].xcom_push(
+            key="conf", value={"reason": decision.reason, "report_id": decision.report_id}
+        )
+        return "trigger_retraining"
+
+    trigger_retraining = TriggerDagRunOperator(
+        task_id="trigger_retraining",
+        trigger_dag_id=TRAINING_DAG_ID,
+        trigger_run_id="retrain__{{ run_id }}",
+        conf="{{ ti.xcom_pull(task_ids='decide', key='conf') }}",
+        skip_when_already_exists=True,
+    )
+
+    @task
+    def record_trigger(**context) -> None:
+        from mlops_platform.monitoring import record_trigger
+
+        conf = context["ti"].xcom_pull(task_ids="decide", key="conf")
+        record_trigger(conf["report_id"], f"retrain__{context['run_id']}")
+
+    decision = decide()
+    [drift_check(), performance_check()] >> decision
+    decision >> trigger_retraining >> record_trigger()
+    decision >> EmptyOperator(task_id="no_retraining")
+
+
+monitoring_dag = monitoring()
+
+if __name__ == "__main__":
+    monitoring_dag.test()

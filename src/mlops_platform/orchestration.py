@@ -1,0 +1,85 @@
+"""What the Airflow DAGs share: assets, default task arguments, and logical-date rules.
+
+Only `dags/` imports this module, and it stays cheap: no database, network or Airflow
+Variable is touched, so DAG parsing stays in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlops_platform.config import get_settings
+
+OWNER = "mlops"
+SNAPSHOT_TABLE = "training_snapshots"
+TRAINING_DAG_ID = "continuous_training"
+TRIGGER_REASONS = ("manual", "schedule", "new-data", "drift", "performance")
+# Retraining after a monitoring alarm rebuilds the snapshot to include labels that arrived since.
+REBUILD_REASONS = ("drift", "performance")
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+    "execution_timeout": timedelta(minutes=30),
+}
+
+
+def snapshot_asset_uri() -> str:
+    """`mysql://host:port/db/training_snapshots`, the form the MySQL provider validates."""
+    store = urlsplit(get_settings().feature_store_url)
+    database = store.path.strip("/")
+    return (
+        f"mysql://{store.hostname or 'localhost'}:{store.port or 3306}/{database}/{SNAPSHOT_TABLE}"
+    )
+
+
+def champion_asset_uri() -> str:
+    """The registry alias that serving follows, as an asset other DAGs can react to."""
+    settings = get_settings()
+    server = urlsplit(settings.mlflow_tracking_uri).netloc or "local"
+    return f"mlflow://{server}/{settings.model_name}/champion"
+
+
+def month_of(moment: datetime | date) -> date:
+    """The first day of the moment's month: the base date a monthly run works on."""
+    return date(moment.year, moment.month, 1)
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    base_dt: str
+    reason: str
+    report_id: int | None
+
+
+def training_inputs(
+    params: Mapping[str, Any],
+    run_type: str,
+    asset_extras: Sequence[Mapping[str, Any]],
+    run_moment: datetime,
+) -> TrainingInputs:
+    """Why and on which snapshot a `continuous_training` run trains.
+
+    An explicit `base_dt` param wins; an asset-triggered run uses the snapshot that the
+    feature pipeline announced; otherwise the run's month. The reason follows the trigger.
+    """
+    announced = [extra["base_dt"] for extra in asset_extras if extra.get("base_dt")]
+    base_dt = params.get("base_dt") or (max(announced) if announced else None)
+    if run_type == "asset_triggered":
+        reason = "new-data"
+    elif run_type == "scheduled":
+        reason = "schedule"
+    else:
+        reason = params.get("reason") or "manual"
+    return TrainingInputs(
+        base_dt=base_dt or month_of(run_moment).isoformat(),
+        reason=reason,
+        report_id=params.get("report_id"),
+    )

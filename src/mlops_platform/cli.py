@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from datetime import date
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 console = Console()
 
@@ -57,7 +59,41 @@ def print_table(title: str, rows: list[tuple[str, object]]) -> None:
     console.print(table)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that explain themselves: shown as one line, not a traceback."""
+    from mlops_platform.db import MigrationError
+    from mlops_platform.features import SnapshotRebuilt
+    from mlops_platform.registry import RegistryError
+    from mlops_platform.validation import SnapshotNotValidated
+
+    errors: list[type[BaseException]] = [
+        MigrationError, SnapshotRebuilt, RegistryError, SnapshotNotValidated, ValueError,
+    ]  # fmt: skip
+    if "mlflow" in sys.modules:  # only when already imported: importing it costs seconds
+        from mlflow.exceptions import MlflowException
+
+        errors.append(MlflowException)
+    return tuple(errors)
+
+
+class PlatformGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException:
+            raise
+        except OperationalError as error:
+            raise click.ClickException(
+                f"the feature store is not reachable or not ready: {error.orig}."
+                " Check FEATURE_STORE_URL, and run `mlops db upgrade` on a new database."
+            ) from error
+        except Exception as error:
+            if isinstance(error, expected_errors()):
+                raise click.ClickException(str(error)) from error
+            raise
+
+
+@click.group(cls=PlatformGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """MLOps Level 1 platform: feature store, training, registry, serving and monitoring."""
 
@@ -250,3 +286,50 @@ def train(
     )
     console.print(f"MLflow run {candidate.run_id}, registered version {candidate.version}")
     console.print(format_decision_table(gate_candidate(candidate)))
+
+
+@main.command("mlflow-server")
+def mlflow_server() -> None:
+    """Run the MLflow tracking server (MariaDB backend, proxied artifacts) in the foreground."""
+    from mlops_platform.tracking import run_server
+
+    run_server()
+
+
+@main.group()
+def model() -> None:
+    """The registered model: aliases, manual promotion, rollback."""
+
+
+def _registry():
+    """The registry module with the MLflow client configured (imported lazily: it is slow)."""
+    from mlops_platform import registry, tracking
+
+    tracking.configure()
+    return registry
+
+
+@model.command("status")
+@click.option("--history", type=click.IntRange(min=0), default=10, show_default=True)
+def model_status(history: int) -> None:
+    """Show aliases, versions, their metrics and lineage, and the deployment history."""
+    registry = _registry()
+    console.print(registry.format_status_table(registry.status()))
+    if history:
+        console.print(registry.format_history_table(registry.deployment_history(limit=history)))
+
+
+@model.command("promote")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why; recorded in the deployment history.")
+def model_promote(version: str, reason: str) -> None:
+    """Make VERSION the champion now, bypassing the gate (recorded as manual_promote)."""
+    replaced = _registry().promote(version, reason, actor=getpass.getuser())
+    console.print(f"champion is now v{version}" + (f" (was v{replaced})" if replaced else ""))
+
+
+@model.command("rollback")
+@click.option("--reason", default="manual rollback", show_default=True)
+def model_rollback(reason: str) -> None:
+    """Put the champion back on the previous champion in one step."""
+    console.print(f"champion is now v{_registry().rollback(reason, actor=getpass.getuser())}")

@@ -161,6 +161,15 @@ class Settings(BaseSettings):
     batch_prediction_schedule: str = Field(
         "@daily", description="When Airflow scores every active customer."
     )
+    airflow_home: Path | None = Field(
+        None,
+        description="Airflow home (config, SQLite metadata, logs); default: MLOPS_DATA_DIR/airflow",
+    )
+    airflow_port: int = Field(8080, description="Port of the Airflow UI and REST API.")
+    airflow_admin_password: str | None = Field(
+        None,
+        description="Airflow `admin` password; default: generated and kept in AIRFLOW_HOME.",
+    )
     mlops_test_database_url: str | None = Field(
         None,
         description="Tests only: run against this MariaDB (unique databases), not a throwaway one.",

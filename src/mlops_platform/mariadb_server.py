@@ -91,6 +91,23 @@ def initialise_datadir(datadir: Path) -> None:
     )
 
 
+def server_command(datadir: Path, port: int) -> list[str]:
+    """The `mariadbd` argv for a private server on 127.0.0.1 with its data in `datadir`."""
+    return [
+        find_binary("mariadbd"),
+        "--no-defaults",
+        f"--datadir={datadir}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={datadir / 'mysqld.sock'}",
+        f"--pid-file={datadir / 'mysqld.pid'}",
+        f"--user={getpass.getuser()}",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_unicode_ci",
+        *FAST_SERVER_OPTIONS,
+    ]
+
+
 def start_local_mariadb(
     datadir: Path, port: int | None = None, ready_timeout: float = 60
 ) -> LocalMariaDB:
@@ -100,19 +117,7 @@ def start_local_mariadb(
     port = port or free_port()
     log = open(datadir / "server.log", "ab")  # noqa: SIM115 - owned by the child process
     process = subprocess.Popen(
-        [
-            find_binary("mariadbd"),
-            "--no-defaults",
-            f"--datadir={datadir}",
-            f"--port={port}",
-            "--bind-address=127.0.0.1",
-            f"--socket={datadir / 'mysqld.sock'}",
-            f"--pid-file={datadir / 'mysqld.pid'}",
-            f"--user={getpass.getuser()}",
-            "--character-set-server=utf8mb4",
-            "--collation-server=utf8mb4_unicode_ci",
-            *FAST_SERVER_OPTIONS,
-        ],
+        server_command(datadir, port),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

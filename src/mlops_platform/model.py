@@ -6,6 +6,7 @@ so the features are prepared the same way everywhere (no training/serving skew).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import tempfile
@@ -140,7 +141,17 @@ class CreditScoreModel(mlflow.pyfunc.PythonModel):
         """Log as a pyfunc (classifier + preprocessing spec) in the active run: a ModelInfo."""
         from mlflow.models import infer_signature
 
-        example = input_example.head(5).reset_index(drop=True)
+        # Numbers as doubles: an integer column in the signature would reject a missing value.
+        example = (
+            input_example.head(5)
+            .reset_index(drop=True)
+            .astype(dict.fromkeys(NUMERIC_FEATURES, "float64"))
+        )
+        # Explicit requirements: MLflow's own inference shells out to `uv export` (~1 s).
+        requirements = [
+            f"{package}=={importlib.metadata.version(package)}"
+            for package in ("catboost", "mlflow", "numpy", "pandas", "scikit-learn")
+        ]
         signature = infer_signature(example, self.predict(None, example))
         with tempfile.TemporaryDirectory(prefix="mlops-model-") as scratch:
             return mlflow.pyfunc.log_model(
@@ -149,6 +160,7 @@ class CreditScoreModel(mlflow.pyfunc.PythonModel):
                 artifacts=self.save_artifacts(Path(scratch)),
                 signature=signature,
                 input_example=example,
+                pip_requirements=requirements,
             )
 
     def __getstate__(self) -> dict[str, Any]:

@@ -39,15 +39,17 @@ def artifacts_destination(settings: Settings | None = None) -> Path:
 
 
 def server_command(settings: Settings | None = None) -> list[str]:
-    """The `mlflow server` argv; artifacts are proxied so clients never touch server paths."""
+    """The `mlflow server` argv; artifacts are proxied so clients never touch server paths.
+
+    The backend store URI holds a password, so it travels in the environment
+    (`server_environment`), never in argv where `ps` would show it.
+    """
     settings = settings or get_settings()
     return [
         sys.executable,
         "-m",
         "mlflow",
         "server",
-        "--backend-store-uri",
-        backend_store_uri(settings),
         "--serve-artifacts",
         "--artifacts-destination",
         str(artifacts_destination(settings)),
@@ -71,9 +73,13 @@ def prepare_server(settings: Settings | None = None) -> None:
     artifacts_destination(settings).mkdir(parents=True, exist_ok=True)
 
 
-def server_environment() -> dict[str, str]:
-    """The environment the server runs in: ours, with job execution switched off."""
-    return {**os.environ, **SERVER_ENVIRONMENT}
+def server_environment(settings: Settings | None = None) -> dict[str, str]:
+    """The server's environment: ours, its backend store, and job execution switched off."""
+    return {
+        **os.environ,
+        **SERVER_ENVIRONMENT,
+        "MLFLOW_BACKEND_STORE_URI": backend_store_uri(settings or get_settings()),
+    }
 
 
 def run_server(settings: Settings | None = None) -> None:
@@ -81,7 +87,7 @@ def run_server(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     prepare_server(settings)
     command = server_command(settings)
-    os.execvpe(command[0], command, server_environment())
+    os.execvpe(command[0], command, server_environment(settings))
 
 
 def configure(settings: Settings | None = None) -> None:
@@ -89,6 +95,10 @@ def configure(settings: Settings | None = None) -> None:
     import mlflow
 
     settings = settings or get_settings()
+    # MLflow retries a dead server 7 times with backoff, minutes in all, while a promotion
+    # may hold the champion lock; fail within seconds instead unless the user chose.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # The registry follows the tracking URI (MLflow's default), so one setting moves both.
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.mlflow_experiment)

@@ -324,10 +324,7 @@ def gate_candidate(
     from mlops_platform import registry, tracking
 
     tracking.configure()
-    settings = get_settings()
-    model = mlflow.pyfunc.load_model(
-        f"models:/{settings.model_name}/{candidate.version}"
-    ).unwrap_python_model()
+    model = registry.load_version(candidate.version)
     snapshot = read_snapshot(candidate.base_dt, url, build_id=candidate.build_id)
     decision = registry.gate(
         candidate.version,

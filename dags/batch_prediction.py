@@ -12,7 +12,7 @@ import pendulum
 from airflow.sdk import dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DEFAULT_ARGS
+from mlops_platform.orchestration import DEFAULT_ARGS, run_moment
 
 
 @dag(
@@ -30,7 +30,7 @@ def batch_prediction():
     def score_customers(**context) -> dict:
         from mlops_platform.batch import score_customers
 
-        moment = context["logical_date"] or context["dag_run"].run_after
+        moment = run_moment(context)
         result = score_customers(moment.date())
         return {"score_date": result.score_date.isoformat(), "rows": result.rows,
                 "model_version": result.model_version}  # fmt: skip

@@ -26,6 +26,7 @@ from mlops_platform.orchestration import (
     TRAINING_DAG_ID,
     TRIGGER_REASONS,
     champion_asset_uri,
+    run_moment,
     snapshot_asset_uri,
 )
 
@@ -59,7 +60,7 @@ def continuous_training():
             context["params"],
             context["dag_run"].run_type,
             [event.extra for event in events],
-            context["logical_date"] or context["dag_run"].run_after,
+            run_moment(context),
         )
         build_id = ensure_validated_snapshot(
             inputs.base_dt, rebuild=inputs.reason in REBUILD_REASONS

@@ -16,7 +16,7 @@ import pendulum
 from airflow.sdk import Asset, dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DEFAULT_ARGS, month_of, snapshot_asset_uri
+from mlops_platform.orchestration import DEFAULT_ARGS, month_of, run_moment, snapshot_asset_uri
 
 TRAINING_SNAPSHOT = Asset(name="training_snapshot", uri=snapshot_asset_uri())
 
@@ -36,7 +36,7 @@ def feature_pipeline():
     def build_snapshot(**context) -> dict:
         from mlops_platform.features import build_snapshot
 
-        moment = context["logical_date"] or context["dag_run"].run_after
+        moment = run_moment(context)
         build = build_snapshot(month_of(moment))
         return {"base_dt": build.base_dt.isoformat(), "build_id": build.build_id}
 

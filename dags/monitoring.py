@@ -18,11 +18,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DEFAULT_ARGS, TRAINING_DAG_ID
-
-
-def window_end(context) -> str:
-    return (context["logical_date"] or context["dag_run"].run_after).isoformat()
+from mlops_platform.orchestration import DEFAULT_ARGS, TRAINING_DAG_ID, run_moment
 
 
 @dag(
@@ -41,19 +37,19 @@ def monitoring():
     def drift_check(**context) -> int | None:
         from mlops_platform.drift import check
 
-        return check(end=window_end(context)).report_id
+        return check(end=run_moment(context)).report_id
 
     @task
     def performance_check(**context) -> int | None:
         from mlops_platform.monitoring import performance
 
-        return performance(end=window_end(context)).report_id
+        return performance(end=run_moment(context)).report_id
 
     @task.branch
     def decide(**context) -> str:
         from mlops_platform.monitoring import decide
 
-        decision = decide(end=window_end(context))
+        decision = decide(end=run_moment(context))
         if decision.action != "retrain":
             return "no_retraining"
         context["ti"].xcom_push(

@@ -47,6 +47,11 @@ def champion_asset_uri() -> str:
     return f"mlflow://{server}/{settings.model_name}/champion"
 
 
+def run_moment(context: Mapping[str, Any]) -> datetime:
+    """The run's logical date; asset-triggered and manual runs have none, so when it was due."""
+    return context.get("logical_date") or context["dag_run"].run_after
+
+
 def month_of(moment: datetime | date) -> date:
     """The first day of the moment's month: the base date a monthly run works on."""
     return date(moment.year, moment.month, 1)

@@ -1,0 +1,84 @@
+"""The real Airflow scheduler: a feature pipeline run announces its snapshot, the asset
+starts continuous training, and a champion appears. Driven through the REST API v2."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlops_platform.config import get_settings
+from mlops_platform.data.generator import GeneratorConfig, load_into_store
+from mlops_platform.mariadb_server import free_port
+from tests.airflow_support import Standalone, migrate
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"gave up waiting for {what} after {timeout} s")
+
+
+@pytest.fixture
+def airflow(tmp_path: Path, store_url: str, use_mlflow: str):
+    settings = get_settings()
+    migrate(tmp_path)
+    standalone = Standalone(
+        tmp_path,
+        {
+            "FEATURE_STORE_URL": store_url,
+            "MLFLOW_TRACKING_URI": use_mlflow,
+            "MLFLOW_EXPERIMENT": settings.mlflow_experiment,
+            "MODEL_NAME": settings.model_name,
+            "TRAIN_TRIALS": "1",
+            "TRAIN_MAX_ITERATIONS": "80",
+        },
+        free_port(),
+    )
+    try:
+        standalone.wait_healthy()
+        yield standalone
+    finally:
+        standalone.stop()
+
+
+def test_a_feature_run_triggers_training_through_the_asset(
+    airflow: Standalone, store_url: str
+) -> None:
+    load_into_store(GeneratorConfig(customers=800, months=6, start=date(2025, 1, 1)), store_url)
+
+    def parsed() -> bool:
+        dags = airflow.request("GET", "/api/v2/dags")["dags"]
+        return {"feature_pipeline", "continuous_training"} <= {d["dag_id"] for d in dags}
+
+    wait_for(parsed, 120, "the DAG processor to parse the project's DAGs")
+    for dag_id in ("feature_pipeline", "continuous_training"):
+        airflow.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+    airflow.request(
+        "POST", "/api/v2/dags/feature_pipeline/dagRuns",
+        json={"logical_date": "2025-07-01T00:00:00Z", "conf": {}},
+    )  # fmt: skip
+
+    def training_run() -> dict | None:
+        runs = airflow.request("GET", "/api/v2/dags/continuous_training/dagRuns")["dag_runs"]
+        finished = [r for r in runs if r["state"] in ("success", "failed")]
+        return finished[0] if finished else None
+
+    run = wait_for(training_run, 420, "the asset-triggered continuous_training run", 3)
+    assert run["state"] == "success", airflow.home / "standalone.log"
+    assert run["run_type"] == "asset_triggered"
+
+    settings = get_settings()
+    client = MlflowClient()
+    champion = client.get_registered_model(settings.model_name).aliases["champion"]
+    tags = client.get_run(client.get_model_version(settings.model_name, champion).run_id).data.tags
+    assert tags["trigger_reason"] == "new-data"
+    assert tags["base_dt"] == "2025-07-01"
+    assert tags["airflow_dag_run_id"] == run["dag_run_id"]

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
+from mlops_platform.config import get_settings
+
 console = Console()
 
 
@@ -333,3 +335,107 @@ def model_promote(version: str, reason: str) -> None:
 def model_rollback(reason: str) -> None:
     """Put the champion back on the previous champion in one step."""
     console.print(f"champion is now v{_registry().rollback(reason, actor=getpass.getuser())}")
+
+
+@main.command("serve")
+def serve() -> None:
+    """Run the BentoML prediction service (`bentoml serve serving.service:…`)."""
+    from mlops_platform.stack import run_serving
+
+    run_serving()
+
+
+@main.command(
+    "airflow", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def airflow(arguments: tuple[str, ...]) -> None:
+    """Run `airflow ARGUMENTS` with this project's AIRFLOW_HOME, DAGs folder and defaults."""
+    from mlops_platform.stack import run_airflow
+
+    run_airflow(list(arguments))
+
+
+@main.group()
+def stack() -> None:
+    """The native stack: MariaDB, MLflow, Airflow and the prediction service."""
+
+
+@stack.command("up")
+@click.option("--foreground", is_flag=True, help="Run under honcho here instead of detaching.")
+@click.option("--wait", type=click.IntRange(min=0), default=240, show_default=True)
+def stack_up(foreground: bool, wait: int) -> None:
+    """Start every service; detached, it waits until they are ready and prints the URLs."""
+    import time
+
+    from mlops_platform import db as store
+    from mlops_platform import stack as native
+
+    if foreground:
+        sys.exit(native.run_foreground())
+    pid = native.start_detached()
+    console.print(f"stack starting (pid {pid}); logs: {native.state_dir(get_settings())}/stack.log")
+    deadline = time.monotonic() + wait
+    while not native.store_server_reachable(get_settings()):
+        if time.monotonic() > deadline:
+            raise click.ClickException("MariaDB did not come up; see the stack log")
+        time.sleep(1)
+    store.upgrade()
+    while time.monotonic() < deadline:
+        states = native.status()
+        if all(state == "ready" for name, (state, _) in states.items() if name != "serving"):
+            break
+        time.sleep(3)
+    _print_stack_status()
+
+
+@stack.command("init")
+def stack_init() -> None:
+    """Refuse placeholder secrets, then apply the migrations (compose's init service)."""
+    import os
+
+    from mlops_platform import db as store
+    from mlops_platform.stack import refuse_placeholders
+
+    refuse_placeholders(dict(os.environ))
+    applied = store.upgrade()
+    console.print(f"store ready ({len(applied)} migrations applied now)")
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop every service the stack started."""
+    from mlops_platform.stack import stop
+
+    console.print("stack stopped" if stop() else "the stack was not running")
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Show which services are up, and where."""
+    _print_stack_status()
+
+
+@stack.command("mariadb")
+def stack_mariadb() -> None:
+    """Run a project-local mariadbd on FEATURE_STORE_URL's port (data under MLOPS_DATA_DIR)."""
+    from mlops_platform.stack import run_local_mariadb
+
+    run_local_mariadb()
+
+
+def _print_stack_status() -> None:
+    from mlops_platform.stack import airflow_environment, status
+
+    table = Table(title="Stack", title_justify="left")
+    for header in ("service", "state", "url"):
+        table.add_column(header)
+    colours = {"ready": "green", "up": "yellow", "down": "red"}
+    for name, (state, url) in status().items():
+        table.add_row(name, f"[{colours[state]}]{state}[/]", url)
+    console.print(table)
+    home = airflow_environment()["AIRFLOW_HOME"]
+    console.print(
+        f"Airflow admin password: {home}/simple_auth_manager_passwords.json.generated"
+        " (or set AIRFLOW_ADMIN_PASSWORD)"
+    )

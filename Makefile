@@ -7,8 +7,13 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 INSTALLED := .venv/.mlops-installed
 PYTEST_ARGS ?=
+DEMO_SIZE ?= full
+LOAD_USERS ?= 20
+LOAD_SECONDS ?= 30
+SERVICE_URL ?= http://127.0.0.1:3000
 
-.PHONY: help install test test-unit test-integration lint format bench
+.PHONY: help install test test-unit test-integration test-e2e lint format bench bench-serving \
+	up down status demo serve load
 
 help: ## Show the targets and what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +43,9 @@ test-unit: $(INSTALLED) ## Run only the unit tests (no servers needed)
 test-integration: $(INSTALLED) ## Run only the integration tests
 	$(UV) run pytest tests/integration $(PYTEST_ARGS)
 
+test-e2e: $(INSTALLED) ## Run only the end-to-end tests (real Airflow scheduler, the demo)
+	$(UV) run pytest tests/e2e $(PYTEST_ARGS)
+
 lint: $(INSTALLED) ## Check formatting and lint rules with ruff
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
@@ -46,5 +54,26 @@ format: $(INSTALLED) ## Format the code and apply safe lint fixes
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-bench: $(INSTALLED) ## Print the speed figures (data load, snapshot build) on a throwaway MariaDB
-	$(UV) run python tests/bench/bench_feature_store.py
+bench: $(INSTALLED) ## Print the speed figures (load, snapshot, training, drift, batch) on throwaway servers
+	$(UV) run python -m tests.bench.bench_feature_store
+
+bench-serving: $(INSTALLED) ## Print the prediction service's throughput and latency (starts its own stack)
+	$(UV) run python -m tests.bench.bench_serving
+
+up: $(INSTALLED) ## Start the native stack in the background (MariaDB, MLflow, Airflow, BentoML)
+	$(UV) run mlops stack up
+
+down: ## Stop everything `make up` or `make demo` started
+	$(UV) run mlops stack down
+
+status: ## Show which services of the native stack are up, and their URLs
+	$(UV) run mlops stack status
+
+demo: $(INSTALLED) ## Run the whole Level 1 loop end to end (DEMO_SIZE=small for a quick one)
+	$(UV) run mlops demo --size $(DEMO_SIZE)
+
+serve: $(INSTALLED) ## Run only the prediction service in the foreground (port 3000)
+	$(UV) run mlops serve
+
+load: $(INSTALLED) ## Load-test a running service with locust (LOAD_USERS, LOAD_SECONDS, SERVICE_URL)
+	$(UV) run python -m tests.load.run_load --host $(SERVICE_URL) --users $(LOAD_USERS) --seconds $(LOAD_SECONDS)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mlops_platform.config import PROJECT_ROOT
+from mlops_platform.stack import AirflowClient
 
 DAGS = PROJECT_ROOT / "dags"
 
@@ -101,45 +102,19 @@ class Standalone:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._token: str | None = None
+        self.client = AirflowClient(self.base_url, home)
 
     def wait_healthy(self, timeout: float = 180) -> None:
         import time
-
-        import httpx
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited; see {self.home}/standalone.log")
-            try:
-                health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).json()
-                if all(part.get("status") == "healthy" for part in health.values() if part):
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
+            if self.client.healthy():
+                return
             time.sleep(1)
         raise TimeoutError(f"airflow standalone not healthy after {timeout} s")
-
-    def request(self, method: str, path: str, **kwargs):
-        import httpx
-
-        if self._token is None:
-            passwords = json.loads(
-                (self.home / "simple_auth_manager_passwords.json.generated").read_text()
-            )
-            username, password = next(iter(passwords.items()))
-            self._token = httpx.post(
-                f"{self.base_url}/auth/token",
-                json={"username": username, "password": password},
-                timeout=10,
-            ).json()["access_token"]
-        response = httpx.request(
-            method, f"{self.base_url}{path}", timeout=30,
-            headers={"Authorization": f"Bearer {self._token}"}, **kwargs,
-        )  # fmt: skip
-        response.raise_for_status()
-        return response.json()
 
     def stop(self) -> None:
         import signal

@@ -12,8 +12,6 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
-from mlops_platform.config import get_settings
-
 console = Console()
 
 
@@ -366,26 +364,11 @@ def stack() -> None:
 @click.option("--wait", type=click.IntRange(min=0), default=240, show_default=True)
 def stack_up(foreground: bool, wait: int) -> None:
     """Start every service; detached, it waits until they are ready and prints the URLs."""
-    import time
-
-    from mlops_platform import db as store
     from mlops_platform import stack as native
 
     if foreground:
         sys.exit(native.run_foreground())
-    pid = native.start_detached()
-    console.print(f"stack starting (pid {pid}); logs: {native.state_dir(get_settings())}/stack.log")
-    deadline = time.monotonic() + wait
-    while not native.store_server_reachable(get_settings()):
-        if time.monotonic() > deadline:
-            raise click.ClickException("MariaDB did not come up; see the stack log")
-        time.sleep(1)
-    store.upgrade()
-    while time.monotonic() < deadline:
-        states = native.status()
-        if all(state == "ready" for name, (state, _) in states.items() if name != "serving"):
-            break
-        time.sleep(3)
+    native.up(timeout=wait, progress=console.print)
     _print_stack_status()
 
 
@@ -439,3 +422,12 @@ def _print_stack_status() -> None:
         f"Airflow admin password: {home}/simple_auth_manager_passwords.json.generated"
         " (or set AIRFLOW_ADMIN_PASSWORD)"
     )
+
+
+@main.command("demo")
+@click.option("--size", type=click.Choice(["small", "full"]), default="full", show_default=True)
+def demo(size: str) -> None:
+    """Run the whole Level 1 loop on the native stack and print a summary."""
+    from mlops_platform.demo import run
+
+    run(size)

@@ -16,8 +16,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pymysql
 from sqlalchemy import make_url
@@ -104,6 +106,34 @@ def start_detached(settings: Settings | None = None) -> int:
     return process.pid
 
 
+def up(
+    settings: Settings | None = None,
+    timeout: float = 240,
+    progress: Callable[[str], None] = print,
+) -> dict[str, tuple[str, str]]:
+    """Start the stack detached, migrate the store, and wait for MLflow and Airflow."""
+    from mlops_platform import db
+
+    settings = settings or get_settings()
+    pid = start_detached(settings)
+    progress(f"stack starting (pid {pid}); log: {state_dir(settings) / 'stack.log'}")
+    deadline = time.monotonic() + timeout
+    while not store_server_reachable(settings):
+        if time.monotonic() > deadline or running_pid(settings) is None:
+            raise RuntimeError(f"MariaDB did not come up; see {state_dir(settings) / 'stack.log'}")
+        time.sleep(1)
+    db.upgrade(settings.feature_store_url)
+    while time.monotonic() < deadline:
+        states = status(settings)
+        # Serving becomes ready only once a champion exists; live is enough here.
+        if all(state == "ready" for name, (state, _) in states.items() if name != "serving"):
+            return states
+        if running_pid(settings) is None:
+            break
+        time.sleep(3)
+    raise RuntimeError(f"the stack is not ready; see {state_dir(settings) / 'stack.log'}")
+
+
 def running_pid(settings: Settings) -> int | None:
     path = state_dir(settings) / "stack.pid"
     try:
@@ -136,15 +166,14 @@ def probe(service: Service, settings: Settings) -> str:
     if service.health_path is None:
         return "ready" if store_server_reachable(settings, timeout=1) else "down"
     try:
-        with urllib.request.urlopen(service.url + service.health_path, timeout=2) as response:
-            body = response.read()
+        with urllib.request.urlopen(service.url + service.health_path, timeout=2):
+            pass
     except urllib.error.HTTPError:
         return "up"
     except OSError:
         return "down"
-    if service.name == "airflow":
-        parts = json.loads(body).values()
-        return "ready" if all(p.get("status") == "healthy" for p in parts if p) else "up"
+    if service.name == "airflow" and not AirflowClient(service.url, Path()).healthy():
+        return "up"
     return "ready"
 
 
@@ -229,3 +258,69 @@ def refuse_placeholders(environment: dict[str, str]) -> None:
         raise ValueError(
             f"edit the {PLACEHOLDER} values in .env before starting: {', '.join(unchanged)}"
         )
+
+
+class AirflowClient:
+    """Airflow's REST API v2 with a token from `/auth/token` (simple auth manager)."""
+
+    def __init__(self, base_url: str, home: Path) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.home = home
+        self._token: str | None = None
+
+    def _login(self) -> str:
+        import httpx
+
+        passwords = json.loads(
+            (self.home / "simple_auth_manager_passwords.json.generated").read_text()
+        )
+        username, password = next(iter(passwords.items()))
+        response = httpx.post(
+            f"{self.base_url}/auth/token",
+            json={"username": username, "password": password},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        self._token = self._token or self._login()
+        response = httpx.request(
+            method, f"{self.base_url}{path}", timeout=30,
+            headers={"Authorization": f"Bearer {self._token}"}, **kwargs,
+        )  # fmt: skip
+        response.raise_for_status()
+        return response.json()
+
+    def healthy(self) -> bool:
+        import httpx
+
+        try:
+            health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return all(part.get("status") == "healthy" for part in health.values() if part)
+
+    def dag_ids(self) -> set[str]:
+        return {d["dag_id"] for d in self.request("GET", "/api/v2/dags")["dags"]}
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(
+        self, dag_id: str, logical_date: str | None = None, conf: dict | None = None
+    ) -> str:
+        """Start a run (logical_date None: a run without one, as Airflow 3 allows); its id."""
+        run = self.request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns",
+            json={"logical_date": logical_date, "conf": conf or {}},
+        )  # fmt: skip
+        return run["dag_run_id"]
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's runs, newest first."""
+        return self.request(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"}
+        )["dag_runs"]

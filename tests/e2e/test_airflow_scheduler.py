@@ -54,20 +54,18 @@ def test_a_feature_run_triggers_training_through_the_asset(
 ) -> None:
     load_into_store(GeneratorConfig(customers=800, months=6, start=date(2025, 1, 1)), store_url)
 
-    def parsed() -> bool:
-        dags = airflow.request("GET", "/api/v2/dags")["dags"]
-        return {"feature_pipeline", "continuous_training"} <= {d["dag_id"] for d in dags}
-
-    wait_for(parsed, 120, "the DAG processor to parse the project's DAGs")
+    client = airflow.client
+    wait_for(
+        lambda: {"feature_pipeline", "continuous_training"} <= client.dag_ids(),
+        120,
+        "the DAG processor to parse the project's DAGs",
+    )
     for dag_id in ("feature_pipeline", "continuous_training"):
-        airflow.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-    airflow.request(
-        "POST", "/api/v2/dags/feature_pipeline/dagRuns",
-        json={"logical_date": "2025-07-01T00:00:00Z", "conf": {}},
-    )  # fmt: skip
+        client.unpause(dag_id)
+    client.trigger("feature_pipeline", logical_date="2025-07-01T00:00:00Z")
 
     def training_run() -> dict | None:
-        runs = airflow.request("GET", "/api/v2/dags/continuous_training/dagRuns")["dag_runs"]
+        runs = client.runs("continuous_training")
         finished = [r for r in runs if r["state"] in ("success", "failed")]
         return finished[0] if finished else None
 

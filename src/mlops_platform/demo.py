@@ -1,0 +1,268 @@
+"""`make demo`: the whole MLOps Level 1 loop on the native stack, with a closing summary.
+
+The story runs on the real calendar, because monitoring judges real request times:
+twelve months of history end last month, and from five months ago a concept drift
+changes how credit scores follow from behaviour. The first champion is trained the way
+the feature pipeline ran back then (before the drift). Live traffic for last month then
+meets that champion, its labels arrive, the monitoring DAG sees live accuracy fall and
+triggers retraining on recent months, the gate promotes the new model, and the service
+hot-reloads it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import make_url, text
+
+from mlops_platform.config import Settings, get_settings
+from mlops_platform.data.generator import add_months
+
+console = Console()
+DRIFT_STARTED_MONTHS_AGO = 5
+HISTORY_MONTHS = 12
+# Pre-drift traffic comes from this month, when the first champion's data was current.
+NORMAL_TRAFFIC_MONTHS_AGO = 7
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    customers: int
+    normal_requests: int
+    drifted_requests: int
+    trials: int
+    min_rows: int
+
+
+SIZES = {
+    "small": DemoSize(
+        customers=1_500, normal_requests=300, drifted_requests=900, trials=1, min_rows=200
+    ),
+    "full": DemoSize(
+        customers=20_000, normal_requests=2_000, drifted_requests=6_000, trials=3, min_rows=500
+    ),
+}
+
+
+def demo_environment(settings: Settings, size: DemoSize, run: str) -> dict[str, str]:
+    """Settings every stack process gets for the demo: its own databases, files and pace."""
+    data = settings.mlops_data_dir.resolve() / "demo"
+    server = make_url(settings.feature_store_url)
+    return {
+        "FEATURE_STORE_URL": server.set(database=f"mlops_demo_{run}").render_as_string(False),
+        "MLFLOW_BACKEND_STORE_URI": server.set(database=f"mlflow_demo_{run}").render_as_string(
+            False
+        ),
+        "MLFLOW_ARTIFACTS_DESTINATION": str(data / "mlflow-artifacts"),
+        "AIRFLOW_HOME": str(data / "airflow"),
+        "SERVING_CACHE_DIR": str(data / "champion-cache"),
+        "SERVING_SPOOL_DIR": str(data / "spool"),
+        "SERVING_POLL_INTERVAL_S": "5",
+        "MLOPS_LOOKBACK_MONTHS": "3",
+        "TRAIN_TRIALS": str(size.trials),
+        "DRIFT_MIN_ROWS": str(size.min_rows),
+        "PERFORMANCE_MIN_LABELLED": str(size.min_rows),
+        # Scheduled runs would compete with the story's explicit ones.
+        "FEATURE_PIPELINE_SCHEDULE": "@yearly",
+        "MONITORING_SCHEDULE": "@yearly",
+        "BATCH_PREDICTION_SCHEDULE": "@yearly",
+    }
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float, interval: float = 3) -> Any:
+    deadline = time.monotonic() + timeout
+    with console.status(f"waiting for {what} …"):
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(interval)
+    raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s")
+
+
+def finished_run(client: Any, dag_id: str, run_id: str | None = None) -> dict | None:
+    for run in client.runs(dag_id):
+        if (run_id is None or run["dag_run_id"] == run_id) and run["state"] in (
+            "success",
+            "failed",
+        ):
+            if run["state"] == "failed":
+                raise RuntimeError(f"{dag_id} run {run['dag_run_id']} failed; see the Airflow UI")
+            return run
+    return None
+
+
+def service_metadata(url: str) -> dict | None:
+    try:
+        response = httpx.get(f"{url}/metadata", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def drop_earlier_demo_databases(settings: Settings, keep: str) -> None:
+    """Earlier demo runs left their databases behind; their servers are stopped by now."""
+    from sqlalchemy import create_engine
+
+    from mlops_platform.db import SAFE_IDENTIFIER
+
+    engine = create_engine(make_url(settings.feature_store_url).set(database="mysql"))
+    try:
+        with engine.begin() as connection:
+            names = connection.execute(
+                text(
+                    "SELECT schema_name FROM information_schema.schemata"
+                    " WHERE schema_name LIKE 'mlops\\_demo\\_%'"
+                    " OR schema_name LIKE 'mlflow\\_demo\\_%'"
+                )
+            ).scalars()
+            for name in names:
+                # Identifiers cannot be bound; these come from the server's own catalogue
+                # and match the demo's fixed pattern.
+                if not name.endswith(keep) and SAFE_IDENTIFIER.match(name):
+                    connection.execute(text(f"DROP DATABASE `{name}`"))
+    finally:
+        engine.dispose()
+
+
+def run(size_name: str = "full") -> None:
+    """Run the loop end to end and print the summary; the stack keeps running afterwards."""
+    from mlops_platform import stack, traffic
+    from mlops_platform.data.generator import GeneratorConfig, load_into_store
+    from mlops_platform.orchestration import month_of
+
+    size = SIZES[size_name]
+    started = time.monotonic()
+    base = get_settings()
+    if stack.running_pid(base):
+        raise RuntimeError("a stack is already running; stop it with `make down` first")
+    run_tag = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    os.environ.update(demo_environment(base, size, run_tag))
+    get_settings.cache_clear()
+    settings = get_settings()
+
+    this_month = month_of(datetime.now(UTC))
+    first_month = add_months(this_month, -HISTORY_MONTHS)
+    drift_from = add_months(this_month, -DRIFT_STARTED_MONTHS_AGO)
+    drifted_month = add_months(this_month, -1)
+    normal_month = add_months(this_month, -NORMAL_TRAFFIC_MONTHS_AGO)
+    population = {"start": first_month, "drift_from": drift_from}
+
+    step(1, "Start the native stack (MariaDB, MLflow, Airflow, BentoML)")
+    stack.up(settings, timeout=300, progress=console.print)
+    drop_earlier_demo_databases(settings, keep=run_tag)
+    airflow = stack.AirflowClient(
+        f"http://127.0.0.1:{settings.airflow_port}", Path(os.environ["AIRFLOW_HOME"])
+    )
+    service = f"http://{settings.serving_host}:{settings.serving_port}"
+
+    step(
+        2,
+        f"Generate {HISTORY_MONTHS} months, {size.customers:,} customers, from {first_month:%Y-%m}",
+    )
+    summary = load_into_store(
+        GeneratorConfig(
+            size.customers, HISTORY_MONTHS, first_month, drift="concept", drift_from=drift_from
+        )
+    )
+    console.print(
+        f"{summary.feature_rows:,} customer-months with labels in {summary.seconds:.0f} s"
+    )
+
+    step(
+        3,
+        f"feature_pipeline for {drift_from:%Y-%m} in Airflow; its asset starts continuous_training",
+    )
+    wait_for(lambda: {"feature_pipeline", "continuous_training", "monitoring"} <= airflow.dag_ids(),
+             "Airflow to parse the DAGs", 180)  # fmt: skip
+    for dag_id in ("feature_pipeline", "continuous_training", "monitoring"):
+        airflow.unpause(dag_id)
+    airflow.trigger("feature_pipeline", logical_date=f"{drift_from.isoformat()}T00:00:00Z")
+    first_training = wait_for(lambda: finished_run(airflow, "continuous_training"),
+                              "the asset-triggered training", 900)  # fmt: skip
+    console.print(f"continuous_training {first_training['dag_run_id']} succeeded")
+
+    step(4, "Serve the champion and send normal traffic")
+    first = wait_for(lambda: service_metadata(service), "the service to load the champion", 300)
+    console.print(f"serving {first['model_name']} v{first['version']}")
+    traffic.simulate(size.customers, normal_month, "concept", size.normal_requests,
+                     service_url=service, **population)  # fmt: skip
+
+    step(5, f"Traffic switches to {drifted_month:%Y-%m} (drifted), and its labels arrive")
+    traffic.simulate(size.customers, drifted_month, "concept", size.drifted_requests,
+                     service_url=service, **population)  # fmt: skip
+    time.sleep(2 * settings.serving_log_flush_interval_s + 1)  # let the log writer flush
+    traffic.deliver_labels(size.customers, drifted_month, "concept",
+                           observed_at=datetime.now(UTC), **population)  # fmt: skip
+
+    step(6, "monitoring in Airflow: drift, live accuracy, decision")
+    monitoring_run = airflow.trigger("monitoring")
+    wait_for(lambda: finished_run(airflow, "monitoring", monitoring_run), "monitoring", 300)
+    retraining = wait_for(
+        lambda: finished_run(airflow, "continuous_training", f"retrain__{monitoring_run}"),
+        "the retraining that monitoring triggered", 900,
+    )  # fmt: skip
+    console.print(f"continuous_training {retraining['dag_run_id']} succeeded")
+
+    step(7, "The gate's decision")
+    from mlops_platform import registry, tracking
+
+    tracking.configure()
+    history = registry.deployment_history(limit=5)
+    console.print(registry.format_history_table(history))
+
+    step(8, "The service hot-reloads the new champion")
+    second = wait_for(
+        lambda: (m := service_metadata(service)) and m["version"] != first["version"] and m,
+        "the service to pick up the new champion", 120, interval=2,
+    )  # fmt: skip
+    console.print(f"serving {second['model_name']} v{second['version']} (was v{first['version']})")
+    traffic.simulate(size.customers, drifted_month, "concept", size.drifted_requests,
+                     service_url=service, **population)  # fmt: skip
+    time.sleep(2 * settings.serving_log_flush_interval_s + 1)
+
+    step(9, "Summary")
+    print_summary(first, second, settings, started)
+
+
+def step(number: int, title: str) -> None:
+    console.rule(f"[bold]{number}. {title}")
+
+
+def print_summary(first: dict, second: dict, settings: Settings, started: float) -> None:
+    from mlops_platform import monitoring
+
+    live = monitoring.performance(now=datetime.now(UTC))
+    table = Table(title="Champions before and after the drift", title_justify="left")
+    for header in ("version", "role", "trained on", "test macro-F1", "live macro-F1", "labelled"):
+        table.add_column(header)
+    for metadata, role in ((first, "before"), (second, "after")):
+        version = str(metadata["version"])
+        measured = live.version(version)
+        table.add_row(
+            f"v{version}", role, str(metadata.get("base_dt")),
+            f"{metadata['metrics'].get('test_macro_f1', float('nan')):.3f}",
+            f"{measured.metrics['macro_f1']:.3f}" if measured and measured.labelled else "-",
+            str(measured.labelled if measured else 0),
+        )  # fmt: skip
+    console.print(table)
+    console.print(monitoring.format_performance_table(live))
+    urls = Table(title="Where to look", title_justify="left", show_header=False)
+    passwords = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    urls.add_row(
+        "Airflow UI", f"http://127.0.0.1:{settings.airflow_port}  (admin; password in {passwords})"
+    )
+    urls.add_row("MLflow UI", f"http://{settings.mlflow_host}:{settings.mlflow_port}")
+    urls.add_row("Swagger UI", f"http://{settings.serving_host}:{settings.serving_port}/")
+    urls.add_row("Stop the stack", "make down")
+    console.print(urls)
+    console.print(f"demo finished in {(time.monotonic() - started) / 60:.1f} min")

@@ -16,7 +16,7 @@ SERVICE_URL ?= http://127.0.0.1:3000
 	up down status demo serve load
 
 help: ## Show the targets and what they do
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: ## Install what is missing (apt: MariaDB server and client headers; uv) and sync the locked env
 	@missing=""; \

@@ -56,6 +56,7 @@ format: $(INSTALLED) ## Format the code and apply safe lint fixes
 
 bench: $(INSTALLED) ## Print the speed figures (load, snapshot, training, drift, batch) on throwaway servers
 	$(UV) run python -m tests.bench.bench_feature_store
+	$(UV) run python -m tests.bench.bench_pipeline
 
 bench-serving: $(INSTALLED) ## Print the prediction service's throughput and latency (starts its own stack)
 	$(UV) run python -m tests.bench.bench_serving

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +18,7 @@ from mlops_platform.mariadb_server import (
     free_port,
     start_local_mariadb,
 )
+from tests.servers import start_mlflow_server, stop_process_group
 
 TESTS_DIR = Path(__file__).parent
 
@@ -98,32 +94,6 @@ def use_store(monkeypatch: pytest.MonkeyPatch, store_url: str) -> Iterator[str]:
     get_settings.cache_clear()
 
 
-def start_mlflow_server(backend: str, directory: Path, port: int) -> subprocess.Popen:
-    """A real MLflow server started by `tracking.run_server()` like `mlops`; waits for health."""
-    environment = {
-        **os.environ,
-        "MLFLOW_BACKEND_STORE_URI": backend,
-        "MLFLOW_ARTIFACTS_DESTINATION": str(directory / "artifacts"),
-        "MLFLOW_HOST": "127.0.0.1",
-        "MLFLOW_PORT": str(port),
-    }
-    log_path = directory / "server.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from mlops_platform import tracking; tracking.run_server()"],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_for_health(f"http://127.0.0.1:{port}", process, log_path)
-    except BaseException:
-        stop_process_group(process)
-        raise
-    return process
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(mariadb_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Tracking URI of a real MLflow server backed by the session's MariaDB."""
@@ -139,32 +109,6 @@ def mlflow_server(mariadb_server: str, tmp_path_factory: pytest.TempPathFactory)
     finally:
         stop_process_group(process)
         drop_store(backend)
-
-
-def _wait_for_health(uri: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited early:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"mlflow server not healthy after 90 s:\n{log_path.read_text()[-3000:]}")
-
-
-def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM the server's whole process group (uvicorn has children), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from mlops_platform.schema import (
 )
 from mlops_platform.training import Candidate, gate_candidate, train_candidate
 from mlops_platform.validation import ensure_validated_snapshot
-from tests.conftest import drop_store, start_mlflow_server, stop_process_group
+from tests.conftest import drop_store
+from tests.servers import start_mlflow_server, stop_process_group
 
 BASE_DT = "2025-07-01"
 QUICK_TRAINING = {

@@ -59,3 +59,9 @@ def test_importing_the_package_has_no_side_effects(tmp_path: Path) -> None:
         timeout=60,
     )
     assert not data_dir.exists()
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    assert missing == []

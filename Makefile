@@ -58,7 +58,8 @@ bench: $(INSTALLED) ## Print the speed figures (load, snapshot, training, drift,
 	$(UV) run python -m tests.bench.bench_feature_store
 	$(UV) run python -m tests.bench.bench_pipeline
 
-bench-serving: $(INSTALLED) ## Print the prediction service's throughput and latency (starts its own stack)
+bench-serving: $(INSTALLED) ## Print the prediction service's throughput and latency with wrk (own servers)
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
 	$(UV) run python -m tests.bench.bench_serving
 
 up: $(INSTALLED) ## Start the native stack in the background (MariaDB, MLflow, Airflow, BentoML)
@@ -77,4 +78,4 @@ serve: $(INSTALLED) ## Run only the prediction service in the foreground (port 3
 	$(UV) run mlops serve
 
 load: $(INSTALLED) ## Load-test a running service with locust (LOAD_USERS, LOAD_SECONDS, SERVICE_URL)
-	$(UV) run python -m tests.load.run_load --host $(SERVICE_URL) --users $(LOAD_USERS) --seconds $(LOAD_SECONDS)
+	$(UV) run python -m tests.load.run_load --url $(SERVICE_URL) --users $(LOAD_USERS) --duration $(LOAD_SECONDS)

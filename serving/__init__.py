@@ -1,0 +1,1 @@
+"""Online prediction service: BentoML app, champion loading and hot reload, prediction logging."""

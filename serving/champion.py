@@ -1,0 +1,260 @@
+"""The model that answers: resolved from the MLflow alias, cached on disk, hot-swapped.
+
+Cache layout (shared by the worker processes; every write is a rename, so readers
+never see half a model):
+
+    <cache>/<model name>/v<version>/model/          the downloaded MLflow pyfunc
+    <cache>/<model name>/v<version>/champion.json   name, version, run, base date, metrics
+    <cache>/<model name>/champion.json              which version was champion last
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow.artifacts
+import mlflow.pyfunc
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mlops_platform.model import CreditScoreModel
+from mlops_platform.registry import CHAMPION
+from serving.metrics import serving_metrics
+
+METADATA_FILE = "champion.json"
+KEEP_VERSIONS = 3  # the champion and a couple of rollback targets stay cached
+STALE_DOWNLOAD_S = 3600
+# "No such alias / model" answers; anything else from MLflow means it is unreachable or broken.
+NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A loaded model and the facts `/metadata` reports about it."""
+
+    model: CreditScoreModel
+    model_name: str
+    version: str
+    alias: str
+    run_id: str | None
+    base_dt: str | None
+    metrics: dict[str, float]
+    loaded_at: datetime
+    from_cache: bool
+
+    def info(self) -> dict[str, Any]:
+        """Everything but the model, for `/metadata`."""
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
+
+
+class ChampionSource:
+    """Finds the champion in the MLflow registry and keeps a local copy of each version."""
+
+    def __init__(
+        self, model_name: str, cache_dir: Path, tracking_uri: str, alias: str = CHAMPION
+    ) -> None:
+        self.model_name = model_name
+        self.alias = alias
+        self.tracking_uri = tracking_uri
+        self.directory = cache_dir / model_name
+
+    def _client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def registered_version(self) -> str | None:
+        """The version the alias points at now, or None when there is no such alias."""
+        try:
+            found = self._client().get_model_version_by_alias(self.model_name, self.alias)
+        except MlflowException as error:
+            if error.error_code in NOT_FOUND_CODES:
+                return None
+            raise
+        return str(found.version)
+
+    def load(self, version: str) -> Champion:
+        """Load `version`, downloading it into the cache first unless it is there already."""
+        version_dir = self.directory / f"v{version}"
+        if not (version_dir / METADATA_FILE).exists():
+            self._download(version, version_dir)
+        champion = self._load_dir(version_dir, from_cache=False)
+        _write_atomically(self.directory / METADATA_FILE, {"version": version})
+        self._prune(keep=version_dir)
+        return champion
+
+    def load_cached(self) -> Champion | None:
+        """The champion cached last, marked `from_cache`; None when nothing is cached."""
+        pointer = self.directory / METADATA_FILE
+        if not pointer.exists():
+            return None
+        version = json.loads(pointer.read_text())["version"]
+        return self._load_dir(self.directory / f"v{version}", from_cache=True)
+
+    def startup(self) -> Champion | None:
+        """The registered champion; else the cached one (MLflow down, or unloadable); else None."""
+        try:
+            version = self.registered_version()
+        # requests' connection errors are OSErrors; MlflowException wraps the rest.
+        except (MlflowException, OSError) as error:
+            log.warning("MLflow unreachable (%s); trying the cached champion", error)
+            return self._cached_or_none()
+        if version is None:
+            log.warning("%s has no alias %r: not ready", self.model_name, self.alias)
+            return None
+        try:
+            return self.load(version)
+        # Also a model this code cannot use (another flavour, other feature columns).
+        except (MlflowException, OSError, TypeError, ValueError) as error:
+            log.error("cannot load %s v%s (%s); trying the cached champion",
+                      self.model_name, version, error)  # fmt: skip
+            return self._cached_or_none()
+
+    def _cached_or_none(self) -> Champion | None:
+        try:
+            champion = self.load_cached()
+        # The last fallback: whatever is wrong with the cache, the service stays up (not
+        # ready, with the reason logged) and the poller keeps trying the registry.
+        except Exception:
+            log.exception("the cached champion in %s cannot be loaded: not ready", self.directory)
+            return None
+        if champion is None:
+            log.error("no champion cached in %s either: not ready", self.directory)
+        return champion
+
+    def _download(self, version: str, version_dir: Path) -> None:
+        client = self._client()
+        registered = client.get_model_version(self.model_name, version)
+        run = client.get_run(registered.run_id) if registered.run_id else None
+        run_tags = run.data.tags if run else {}
+        metadata = {
+            "model_name": self.model_name,
+            "version": version,
+            "alias": self.alias,
+            "run_id": registered.run_id,
+            "base_dt": registered.tags.get("base_dt") or run_tags.get("base_dt"),
+            "metrics": {
+                k: v for k, v in sorted((run.data.metrics if run else {}).items())
+                if k.startswith("test_")
+            },
+        }  # fmt: skip
+        scratch = self.directory / f".download-{uuid.uuid4().hex}"
+        try:
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{self.model_name}/{version}",
+                dst_path=str(scratch / "model"),
+                tracking_uri=self.tracking_uri,
+                registry_uri=self.tracking_uri,
+            )
+            (scratch / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+            try:
+                os.rename(scratch, version_dir)
+            except OSError:
+                if not (version_dir / METADATA_FILE).exists():
+                    raise
+                # Another worker finished the same download first; its copy is as good.
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _load_dir(self, version_dir: Path, *, from_cache: bool) -> Champion:
+        metadata = json.loads((version_dir / METADATA_FILE).read_text())
+        model = mlflow.pyfunc.load_model(str(version_dir / "model")).unwrap_python_model()
+        if not isinstance(model, CreditScoreModel):
+            raise TypeError(
+                f"{self.model_name} v{metadata['version']} is a {type(model).__name__},"
+                " not a CreditScoreModel pyfunc"
+            )
+        return Champion(model=model, **metadata, loaded_at=datetime.now(UTC), from_cache=from_cache)
+
+    def _prune(self, keep: Path) -> None:
+        """Delete all but the newest cached versions, and downloads abandoned by a crash."""
+        versions = sorted(
+            (p for p in self.directory.glob("v*") if p != keep),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        stale = [
+            p for p in self.directory.glob(".download-*")
+            if time.time() - p.stat().st_mtime > STALE_DOWNLOAD_S
+        ]  # fmt: skip
+        for path in [*versions[KEEP_VERSIONS - 1 :], *stale]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_atomically(path: Path, content: dict[str, Any]) -> None:
+    scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    with open(scratch, "w") as handle:
+        json.dump(content, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(scratch, path)
+
+
+class ChampionHolder:
+    """Holds the current champion and polls the alias in a thread, swapping in new versions.
+
+    Requests read `champion` once and use that object throughout, so a swap (one
+    reference assignment) never mixes two models within a request.
+    """
+
+    def __init__(self, source: ChampionSource, poll_interval_s: float) -> None:
+        self.source = source
+        self.poll_interval_s = poll_interval_s
+        self.champion: Champion | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="champion-poller", daemon=True)
+
+    def start(self) -> None:
+        """Load the champion (or the cached one) and start polling."""
+        self.champion = self.source.startup()
+        self._thread.start()
+
+    def refresh(self) -> None:
+        """Check the alias once; load and swap in the version it points at if that changed."""
+        version = self.source.registered_version()
+        current = self.champion
+        if version is None:
+            if current is not None:
+                log.warning("alias %r disappeared; still serving v%s", self.source.alias,
+                            current.version)  # fmt: skip
+            return
+        if current is not None and current.version == version:
+            if current.from_cache:
+                # The registry is reachable again and agrees with the cached copy.
+                self.champion = replace(current, from_cache=False)
+            return
+        self.champion = self.source.load(version)
+        serving_metrics().reloads.labels(result="success").inc()
+        log.info(
+            "champion of %s is now v%s (was %s)", self.source.model_name, version,
+            f"v{current.version}" if current else "none",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_interval_s):
+            try:
+                self.refresh()
+            # A failed poll must not end polling: the current model keeps serving and the
+            # next poll tries again. An unreachable MLflow is expected now and then, so
+            # only other failures get a traceback.
+            except Exception as error:
+                serving_metrics().reloads.labels(result="failure").inc()
+                expected = isinstance(error, (MlflowException, OSError))
+                log.warning(
+                    "checking the champion alias failed (%s); retrying in %ss",
+                    error, self.poll_interval_s, exc_info=not expected,
+                )  # fmt: skip

@@ -1,0 +1,255 @@
+"""Prediction service speed with `wrk`: single-record req/s and latency, batch rows/s.
+
+Without --url it starts everything itself: a throwaway MariaDB, an MLflow server, a
+champion trained on small generated data, and `bentoml serve` as `make serve` runs it.
+It also checks that every prediction the service made is in `prediction_log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+
+from mlops_platform import db, tracking
+from mlops_platform.config import get_settings
+from tests.bench.common import console, print_figures, throwaway_store, verdict
+from tests.serving_harness import (
+    ServiceProcess,
+    fit,
+    labelled_frame,
+    promote,
+    publish,
+    records,
+    start_mlflow,
+    stop_group,
+)
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = io.open(os.getenv("BENCH_BODY"), "rb")
+wrk.body = file:read("*a")
+file:close()
+"""
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+MODEL = {"iterations": 300, "depth": 6}
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.non_2xx
+
+
+def run_wrk(url: str, body: bytes, connections: int, seconds: int, scratch: Path) -> WrkResult:
+    """POST `body` to `url` from `connections` connections for `seconds`."""
+    (scratch / "post.lua").write_text(WRK_SCRIPT)
+    (scratch / "body.json").write_bytes(body)
+    output = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", str(scratch / "post.lua"), url],
+        env={**os.environ, "BENCH_BODY": str(scratch / "body.json")},
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+    def latency(percentile: str) -> float:
+        value, unit = re.search(rf"{percentile}%\s+([\d.]+)(us|ms|s)", output).groups()
+        return float(value) * UNITS[unit]
+
+    errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return WrkResult(
+        requests=int(re.search(r"(\d+) requests in", output).group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(map(int, errors.groups())) if errors else 0,
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        p50_ms=latency("50"),
+        p99_ms=latency("99"),
+    )
+
+
+def served_predictions(url: str) -> int:
+    """The service's own count of predicted records (all workers), from /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    return int(
+        sum(float(v) for v in re.findall(r"^mlops_predictions_total\{.*\} (\S+)$", metrics, re.M))
+    )
+
+
+def settled(read: Callable[[], int], quiet_s: float = 1.0) -> int:
+    """`read()` once it stops changing: abandoned requests finished, log writers flushed."""
+    previous = read()
+    while True:
+        time.sleep(quiet_s)
+        if (current := read()) == previous:
+            return current
+        previous = current
+
+
+def logged_rows(store_url: str) -> int:
+    with db.transaction(store_url) as connection:
+        return connection.execute(text("SELECT COUNT(*) FROM prediction_log")).scalar_one()
+
+
+def wait_for_log(store_url: str, expected: int, timeout: float = 60) -> None:
+    """Until prediction_log holds `expected` rows (the writers caught up), or `timeout`."""
+    deadline = time.monotonic() + timeout
+    while logged_rows(store_url) < expected and time.monotonic() < deadline:
+        time.sleep(0.25)
+
+
+def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str]:
+    """Store, MLflow, champion and service, torn down by `stack`: (service URL, store URL)."""
+    store_url = stack.enter_context(throwaway_store("mlops_bench"))
+    backend = db.feature_store_url(store_url).set(database="mlflow_bench")
+    mlflow_uri, mlflow_process = start_mlflow(
+        backend.render_as_string(hide_password=False), scratch
+    )
+    stack.callback(stop_group, mlflow_process)
+    environment = {
+        "FEATURE_STORE_URL": store_url,
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "MLFLOW_EXPERIMENT": "bench-serving",
+        "MODEL_NAME": "credit_score_bench",
+    }
+    os.environ.update(environment)
+    get_settings.cache_clear()
+    tracking.configure()
+    frame = labelled_frame(customers=3_000, months=2)
+    promote(publish(fit(frame, **MODEL), frame), store_url)
+
+    service = ServiceProcess(
+        {
+            **environment,
+            "SERVING_WORKERS": str(workers),
+            "SERVING_CACHE_DIR": str(scratch / "cache"),
+            "SERVING_SPOOL_DIR": str(scratch / "spool"),
+        },
+        scratch / "service.log",
+    ).start()
+    stack.callback(service.stop)
+    service.wait()
+    return service.url, store_url
+
+
+@dataclass(frozen=True)
+class Measurement:
+    wrk: WrkResult
+    predicted: int  # records the service predicted (its /metrics counter)
+    logged: int  # rows that reached prediction_log
+    answered: int  # records in responses wrk received with 2xx
+
+    @property
+    def cut_off(self) -> int:
+        """Predictions whose response wrk no longer waited for when its time was up."""
+        return self.predicted - self.answered
+
+
+def measure(
+    url: str, store_url: str, body: bytes, records: int, connections: int, seconds: int,
+    scratch: Path,
+) -> Measurement:  # fmt: skip
+    before_predicted = settled(lambda: served_predictions(url))
+    before_logged = settled(lambda: logged_rows(store_url))
+    result = run_wrk(url + "/predict", body, connections, seconds, scratch)
+    predicted = settled(lambda: served_predictions(url)) - before_predicted
+    wait_for_log(store_url, before_logged + predicted)
+    logged = settled(lambda: logged_rows(store_url)) - before_logged
+    return Measurement(result, predicted, logged, result.ok * records)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", help="bench this running service instead of starting one")
+    parser.add_argument("--store-url", help="its log store (default: FEATURE_STORE_URL)")
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--batch-rows", type=int, default=1_000)
+    parser.add_argument("--batch-connections", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=get_settings().serving_workers)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: sudo apt-get install -y wrk")
+
+    frame = labelled_frame(customers=args.batch_rows, months=1, seed=11)
+    single = json.dumps(records(frame.head(1))[0]).encode()
+    batch = json.dumps(records(frame.head(args.batch_rows))).encode()
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-serving-")))
+        if args.url:
+            url, store_url = (
+                args.url.rstrip("/"),
+                args.store_url or get_settings().feature_store_url,
+            )
+        else:
+            console.print("starting MariaDB, MLflow, a champion and the service …")
+            url, store_url = start_stack(stack, scratch, args.workers)
+        run_wrk(url + "/predict", single, args.connections, 3, scratch)  # warm-up
+        one = measure(url, store_url, single, 1, args.connections, args.seconds, scratch)
+        many = measure(
+            url, store_url, batch, args.batch_rows, args.batch_connections, args.seconds, scratch
+        )
+    report(args, one, many)
+
+
+def logging_rows(label: str, m: Measurement, in_flight_limit: int) -> list[tuple[str, ...]]:
+    """Errors and the log audit: every prediction logged once, and only those."""
+    errors = m.wrk.non_2xx + m.wrk.socket_errors
+    return [
+        (f"{label}: errors", f"{m.wrk.non_2xx} non-2xx, {m.wrk.socket_errors} socket", "0",
+         verdict(errors == 0)),
+        (f"{label}: rows logged", f"{m.logged:,} = predicted {m.predicted:,} (2xx {m.answered:,}"
+         f" + {m.cut_off:,} cut off by wrk's stop)", "logged == predicted",
+         verdict(m.logged == m.predicted and 0 <= m.cut_off <= in_flight_limit)),
+    ]  # fmt: skip
+
+
+def report(args: argparse.Namespace, one: Measurement, many: Measurement) -> None:
+    rows_per_s = many.wrk.requests_per_s * args.batch_rows
+    settings = get_settings()
+    print_figures(
+        f"Serving: {args.workers} workers on {os.cpu_count()} CPUs; wrk -t2 for {args.seconds} s"
+        f" with {args.connections} (single) and {args.batch_connections} (batch) connections;"
+        f" CatBoost {MODEL['iterations']} trees of depth {MODEL['depth']}; log batches of"
+        f" {settings.serving_log_batch_rows} rows every {settings.serving_log_flush_interval_s} s",
+        [
+            ("single record: throughput", f"{one.wrk.requests_per_s:,.0f} req/s",
+             ">= 600 req/s", verdict(one.wrk.requests_per_s >= 600)),
+            ("single record: latency p50 / p99", f"{one.wrk.p50_ms:.1f} / {one.wrk.p99_ms:.1f} ms",
+             "p99 <= 60 ms", verdict(one.wrk.p99_ms <= 60)),
+            *logging_rows("single record", one, args.connections),
+            (f"{args.batch_rows:,}-record batch: throughput",
+             f"{rows_per_s:,.0f} rows/s ({many.wrk.requests_per_s:.1f} req/s)",
+             ">= 50,000 rows/s", verdict(rows_per_s >= 50_000)),
+            (f"{args.batch_rows:,}-record batch: latency p50 / p99",
+             f"{many.wrk.p50_ms:.0f} / {many.wrk.p99_ms:.0f} ms", "", ""),
+            *logging_rows(f"{args.batch_rows:,}-record batch", many,
+                          args.batch_connections * args.batch_rows),
+        ],
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""What the serving tests, benchmark and load test share: a tiny champion, a real service.
+
+`ServiceProcess` runs `bentoml serve` exactly as `make serve` does, in its own process
+group, and stops it by signalling the group (BentoML has an arbiter and workers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from catboost import CatBoostClassifier
+
+from mlops_platform import registry
+from mlops_platform.config import PROJECT_ROOT
+from mlops_platform.data.generator import GeneratorConfig, generate_months
+from mlops_platform.mariadb_server import free_port
+from mlops_platform.model import (
+    CATEGORICAL_POSITIONS,
+    CreditScoreModel,
+    classification_metrics,
+    model_frame,
+)
+from mlops_platform.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, TARGET
+
+BASE_DT = "2025-03-01"
+
+
+def labelled_frame(customers: int = 1_500, months: int = 2, seed: int = 7) -> pd.DataFrame:
+    """Generated features with their labels, as training would read them."""
+    config = GeneratorConfig(customers=customers, months=months, start=date(2025, 1, 1), seed=seed)
+    return pd.concat(
+        [m.features.merge(m.labels, on=["customer_id", "month"]) for m in generate_months(config)],
+        ignore_index=True,
+    )
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready request records (NaN → null, numpy → Python numbers)."""
+    features = frame[list(FEATURE_NAMES)]
+    return json.loads(features.to_json(orient="records"))
+
+
+def fit(
+    frame: pd.DataFrame, iterations: int = 60, depth: int = 4, seed: int = 0
+) -> CreditScoreModel:
+    """A small CatBoost champion candidate (about a second)."""
+    classifier = CatBoostClassifier(
+        iterations=iterations, depth=depth, cat_features=list(CATEGORICAL_POSITIONS),
+        random_seed=seed, thread_count=2, allow_writing_files=False, verbose=False,
+    )  # fmt: skip
+    classifier.fit(model_frame(frame), frame[TARGET])
+    known = {c: frame[c].dropna().astype(str).unique().tolist() for c in CATEGORICAL_FEATURES}
+    return CreditScoreModel.from_classifier(classifier, known)
+
+
+def publish(model: CreditScoreModel, frame: pd.DataFrame) -> str:
+    """Log `model` in a run (metrics on `frame` stand in for test metrics), register it.
+
+    Returns the new version; MLflow must be configured (`tracking.configure()`).
+    """
+    metrics = classification_metrics(frame[TARGET], model.predict_proba(frame))
+    with mlflow.start_run() as run:
+        mlflow.set_tag("base_dt", BASE_DT)
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        info = model.log_to_mlflow(frame[list(FEATURE_NAMES)])
+    return registry.register(info.model_uri, run.info.run_id, {"base_dt": BASE_DT})
+
+
+def promote(version: str, url: str) -> None:
+    """Make `version` the champion, as `mlops registry promote` does."""
+    registry.promote(version, reason="serving test", actor="pytest", url=url)
+
+
+def start_mlflow(backend_uri: str, directory: Path) -> tuple[str, subprocess.Popen]:
+    """An MLflow server (`tracking.run_server()`, as `mlops` starts it): URI and process."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": backend_uri,
+        "MLFLOW_ARTIFACTS_DESTINATION": str(directory / "artifacts"),
+        "MLFLOW_HOST": "127.0.0.1",
+        "MLFLOW_PORT": str(port),
+    }
+    with open(directory / "mlflow.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from mlops_platform import tracking; tracking.run_server()"],
+            env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=1):
+                return uri, process
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.25)
+    stop_group(process)
+    raise RuntimeError(f"MLflow did not start; see {directory / 'mlflow.log'}")
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 40) -> None:
+    """SIGTERM a process started with its own session, and its children; then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@dataclass
+class ServiceProcess:
+    """`bentoml serve serving.service:CreditScoreService` with extra environment variables."""
+
+    environment: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "bentoml", "serve",
+                    "serving.service:CreditScoreService", "--port", str(self.port),
+                ],
+                cwd=PROJECT_ROOT,
+                env={**os.environ, **self.environment},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    def wait(self, path: str = "/readyz", timeout: float = 90) -> None:
+        """Until `path` answers 200 (use /livez for a service that cannot be ready)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited early:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"{path} not 200 after {timeout} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM the whole group (graceful: the log queue is flushed), then SIGKILL."""
+        if self.process is not None:
+            stop_group(self.process)
+
+    def log_tail(self, chars: int = 4_000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]

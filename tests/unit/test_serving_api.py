@@ -1,0 +1,295 @@
+"""The prediction service through BentoML's ASGI app, with a small in-memory champion.
+
+MLflow, MariaDB and the feature store are replaced by fakes; the integration tests run
+the same service against the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from starlette.testclient import TestClient
+
+from mlops_platform.config import get_settings
+from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES, FEATURES
+from serving.champion import Champion
+from serving.schemas import EXAMPLE_RECORD, MAX_BATCH
+from tests.serving_harness import fit, labelled_frame, records
+from tests.unit.test_serving_log import FakeTable, wait_until
+
+
+class FakeSource:
+    """The registry and cache: `version` is where the alias points (None: no champion)."""
+
+    def __init__(self, champion: Champion | None) -> None:
+        self.champion = champion
+        self.version = champion.version if champion else None
+
+    def startup(self) -> Champion | None:
+        return self.champion
+
+    def registered_version(self) -> str | None:
+        return self.version
+
+    def load(self, version: str) -> Champion:
+        assert self.champion is not None
+        return replace(self.champion, version=version, loaded_at=datetime.now(UTC))
+
+
+class FakeCustomers:
+    """The feature store's latest month per customer."""
+
+    def __init__(self, rows: dict[str, dict]) -> None:
+        self.rows = rows
+        self.down = False
+
+    def cached(self, customer_ids):
+        return {}
+
+    def fetch(self, customer_ids):
+        if self.down:
+            raise OperationalError("SELECT …", {}, ConnectionError("MariaDB is down"))
+        return {c: self.rows[c] for c in customer_ids if c in self.rows}
+
+
+@pytest.fixture(scope="module")
+def champion() -> Champion:
+    frame = labelled_frame(customers=400, months=1)
+    return Champion(
+        model=fit(frame, iterations=20, depth=3), model_name="credit_score", version="1",
+        alias="champion", run_id="run-1", base_dt="2025-03-01", metrics={"test_macro_f1": 0.8},
+        loaded_at=datetime.now(UTC), from_cache=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def fakes(champion: Champion) -> dict:
+    stored = {**EXAMPLE_RECORD, "customer_id": "CUS_0x1", "month": date(2025, 5, 1)}
+    return {
+        "source": FakeSource(champion),
+        "table": FakeTable(),
+        "customers": FakeCustomers({"CUS_0x1": stored}),
+    }
+
+
+@pytest.fixture(scope="module")
+def app():
+    """Built once: BentoML registers its Prometheus metrics when the app is assembled."""
+    import serving.service
+
+    return serving.service.CreditScoreService.to_asgi()
+
+
+@contextmanager
+def running(app, monkeypatch, tmp_path, fakes) -> Iterator[TestClient]:
+    """The service started (its lifespan: __init__ … shutdown) with the fakes in place."""
+    import serving.service
+
+    monkeypatch.setenv("SERVING_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("SERVING_POLL_INTERVAL_S", "0.05")
+    monkeypatch.setenv("SERVING_LOG_FLUSH_INTERVAL_S", "0.02")
+    get_settings.cache_clear()
+    monkeypatch.setattr(serving.service, "ChampionSource", lambda *_: fakes["source"])
+    monkeypatch.setattr(serving.service, "MariaDBSink", lambda *_: fakes["table"])
+    monkeypatch.setattr(serving.service, "CustomerFeatures", lambda *_: fakes["customers"])
+    with TestClient(app) as test_client:
+        yield test_client
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(app, monkeypatch, tmp_path, fakes) -> Iterator[TestClient]:
+    with running(app, monkeypatch, tmp_path, fakes) as test_client:
+        yield test_client
+
+
+def test_one_record_gets_one_prediction_with_probabilities_and_model(client, fakes):
+    response = client.post("/predict", json=EXAMPLE_RECORD)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["predicted_class"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert list(body["probabilities"]) == list(CREDIT_SCORES)
+    assert sum(body["probabilities"].values()) == pytest.approx(1)
+    assert (body["model_name"], body["model_version"]) == ("credit_score", "1")
+    assert (body["customer_id"], body["feature_month"]) == ("CUS_0x1a2b", "2025-06-01")
+    assert body["unseen_categories"] == []
+
+    wait_until(lambda: body["request_id"] in fakes["table"].rows)
+    row = fakes["table"].rows[body["request_id"]]
+    assert row["features"] == {name: EXAMPLE_RECORD[name] for name in FEATURE_NAMES}
+    assert row["feature_month"] == "2025-06-01" and row["customer_id"] == "CUS_0x1a2b"
+    assert row["probabilities"] == body["probabilities"]
+    assert datetime.strptime(row["created_at"], "%Y-%m-%d %H:%M:%S.%f")
+
+
+def test_a_batch_gets_one_prediction_per_record_in_order(client, fakes):
+    batch = records(labelled_frame(customers=30, months=1))
+    response = client.post("/predict", json=batch)
+
+    assert response.status_code == 200
+    predictions = response.json()
+    assert len(predictions) == 30 and len({p["request_id"] for p in predictions}) == 30
+    wait_until(lambda: len(fakes["table"].rows) == 30)
+    logged = [fakes["table"].rows[p["request_id"]]["features"] for p in predictions]
+    assert logged == [{name: record[name] for name in FEATURE_NAMES} for record in batch]
+
+
+def test_an_unseen_but_well_formed_category_is_predicted_and_flagged(client, fakes):
+    response = client.post("/predict", json={**EXAMPLE_RECORD, "occupation": "Astronaut"})
+
+    assert response.status_code == 200
+    request_id = response.json()["request_id"]
+    assert response.json()["unseen_categories"] == ["occupation"]
+    wait_until(lambda: request_id in fakes["table"].rows)
+    assert fakes["table"].rows[request_id]["unseen_categories"] == "occupation"
+
+
+def test_nullable_features_may_be_left_out(client):
+    required = {f.name: EXAMPLE_RECORD[f.name] for f in FEATURES if not f.nullable}
+
+    assert client.post("/predict", json=required).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "rule"),
+    [
+        ({"age": 500}, "age", "less_than_equal"),
+        ({"age": 30.5}, "age", "int_type"),
+        ({"age": "30"}, "age", "int_type"),
+        ({"annual_income": None}, "annual_income", "float_type"),
+        ({"interest_rate": True}, "interest_rate", "float_type"),
+        ({"occupation": "!@9#%8"}, "occupation", "string_pattern_mismatch"),
+        ({"type_of_loan": "Auto Loan,"}, "type_of_loan", "string_pattern_mismatch"),
+        ({"type_of_loan": ",".join(["Auto Loan"] * 30)}, "type_of_loan", "string_too_long"),
+        ({"month": "2025-06-15"}, "month", "first_of_month"),
+        ({"month": 1_750_000_000}, "month", "date_type"),
+        ({"customer_id": "x" * 25}, "customer_id", "string_pattern_mismatch"),
+        ({"nickname": "Bob"}, "nickname", "extra_forbidden"),
+    ],
+)
+def test_bad_fields_get_400_naming_the_field_and_the_rule(client, fakes, change, field, rule):
+    response = client.post("/predict", json=[EXAMPLE_RECORD, {**EXAMPLE_RECORD, **change}])
+
+    assert response.status_code == 400
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["type"]) == ([1, field], rule)
+    assert error["msg"]
+    assert fakes["table"].rows == {}
+
+
+def test_a_missing_required_feature_is_named(client):
+    record = {k: v for k, v in EXAMPLE_RECORD.items() if k != "outstanding_debt"}
+
+    [error] = client.post("/predict", json=record).json()["detail"]
+    assert (error["loc"], error["type"]) == (["outstanding_debt"], "missing")
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        (b"{not json", "json_invalid"),
+        (b"", "missing"),
+        (b"42", "model_type"),
+        (json.dumps({**EXAMPLE_RECORD, "annual_income": float("nan")}).encode(), "finite_number"),
+        (b"[" * 10_000, "json_invalid"),
+        (b"[]", "too_short"),
+        (json.dumps([EXAMPLE_RECORD] * (MAX_BATCH + 1)).encode(), "too_long"),
+    ],
+)
+def test_malformed_bodies_get_400_not_500(client, body, rule):
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert rule in {error["type"] for error in response.json()["detail"]}
+    assert client.post("/predict", json=EXAMPLE_RECORD).status_code == 200  # still serving
+
+
+def test_bodies_over_the_limit_get_413_also_when_chunked(client):
+    limit = get_settings().serving_max_body_bytes
+    big = b"[" + b" " * limit + b"]"
+
+    assert client.post("/predict", content=big).status_code == 413
+    chunked = client.post("/predict", content=iter([big[:1000], big[1000:]]))
+    assert chunked.status_code == 413
+    assert "larger than" in chunked.json()["error"]
+
+
+def test_bodies_that_are_not_json_get_415(client):
+    response = client.post("/predict", data={"age": "30"})
+
+    assert response.status_code == 415
+
+
+def test_predict_by_customer_uses_the_latest_stored_month(client, fakes):
+    response = client.post("/predict_by_customer", json={"customer_ids": ["CUS_0x1", "CUS_0x1"]})
+
+    assert response.status_code == 200
+    predictions = response.json()
+    assert [(p["customer_id"], p["feature_month"]) for p in predictions] == [
+        ("CUS_0x1", "2025-05-01")
+    ] * 2
+    wait_until(lambda: len(fakes["table"].rows) == 2)
+    assert {row["feature_month"] for row in fakes["table"].rows.values()} == {"2025-05-01"}
+
+
+def test_predict_by_customer_answers_404_naming_unknown_ids_and_predicts_nothing(client, fakes):
+    ids = ["CUS_0x1", "CUS_0xnope", "CUS_0xgone"]
+    response = client.post("/predict_by_customer", json={"customer_ids": ids})
+
+    assert response.status_code == 404
+    assert response.json()["error"].endswith("CUS_0xgone, CUS_0xnope")
+    time.sleep(0.1)
+    assert fakes["table"].rows == {}
+
+
+def test_predict_by_customer_validates_ids_and_reports_a_store_outage_as_503(client, fakes):
+    bad = client.post("/predict_by_customer", json={"customer_ids": ["CUS 1; DROP"]})
+    assert bad.status_code == 400
+    assert bad.json()["detail"][0]["loc"] == ["customer_ids", 0]
+
+    fakes["customers"].down = True
+    down = client.post("/predict_by_customer", json={"customer_ids": ["CUS_0x1"]})
+    assert down.status_code == 503
+    assert "feature store" in down.json()["error"]
+
+
+def test_metadata_describes_the_champion(client):
+    metadata = client.get("/metadata").json()
+
+    assert metadata["model_name"] == "credit_score" and metadata["version"] == "1"
+    assert metadata["base_dt"] == "2025-03-01" and metadata["metrics"] == {"test_macro_f1": 0.8}
+    assert metadata["from_cache"] is False and metadata["run_id"] == "run-1"
+
+
+def test_a_new_champion_version_is_swapped_in_without_a_restart(client, fakes):
+    fakes["source"].version = "2"
+
+    wait_until(lambda: client.get("/metadata").json()["version"] == "2")
+    assert client.post("/predict", json=EXAMPLE_RECORD).json()["model_version"] == "2"
+
+
+def test_the_api_and_metadata_are_in_the_openapi_document(client):
+    paths = client.get("/docs.json").json()["paths"]
+
+    assert {"/predict", "/predict_by_customer", "/metadata"} <= paths.keys()
+    request = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert len(request["oneOf"]) == 2  # one record, or a batch
+
+
+def test_without_a_champion_the_service_is_not_ready_and_says_why(
+    app, monkeypatch, tmp_path, fakes
+):
+    fakes["source"] = FakeSource(None)
+    with running(app, monkeypatch, tmp_path, fakes) as client:
+        assert client.get("/readyz").status_code == 503
+        for response in (client.post("/predict", json=EXAMPLE_RECORD), client.get("/metadata")):
+            assert response.status_code == 503
+            assert "no champion" in response.json()["error"]

@@ -57,6 +57,7 @@ format: $(INSTALLED) ## Format the code and apply safe lint fixes
 bench: $(INSTALLED) ## Print the speed figures (load, snapshot, training, drift, batch) on throwaway servers
 	$(UV) run python -m tests.bench.bench_feature_store
 	$(UV) run python -m tests.bench.bench_pipeline
+	$(UV) run python -m tests.bench.bench_drift
 
 bench-serving: $(INSTALLED) ## Print the prediction service's throughput and latency with wrk (own servers)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }

@@ -431,3 +431,149 @@ def demo(size: str) -> None:
     from mlops_platform.demo import run
 
     run(size)
+
+
+class MomentType(click.ParamType):
+    """An ISO date or date-time; a time without a zone is UTC."""
+
+    name = "ISO-TIME"
+
+    def convert(self, value, param, ctx):
+        from datetime import datetime
+
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO date or date-time", param, ctx)
+
+
+MOMENT = MomentType()
+window_start = click.option(
+    "--start", type=MOMENT, help="Window start (default: end - DRIFT_WINDOW_HOURS)."
+)
+window_end = click.option("--end", type=MOMENT, help="Window end (default: this hour, UTC).")
+
+
+@main.group()
+def drift() -> None:
+    """Data drift of logged predictions against the champion's training profile."""
+
+
+@drift.command("check")
+@window_start
+@window_end
+@click.option("--model-version", help="Version to check (default: the champion).")
+def drift_check(start, end, model_version: str | None) -> None:
+    """PSI and chi-square per feature, counted in MariaDB; stores a report and an HTML page."""
+    from mlops_platform import drift as drift_stage
+    from mlops_platform import tracking
+
+    tracking.configure()
+    report = drift_stage.check(start, end, model_version)
+    console.print(drift_stage.format_drift_table(report))
+    if report.html_path:
+        console.print(f"HTML report: {report.html_path}")
+
+
+@main.group()
+def monitor() -> None:
+    """Live accuracy from late labels, and the retrain decision."""
+
+
+@monitor.command("performance")
+@window_start
+@window_end
+@click.option("--model-version", help="Only this version (default: every version in the window).")
+def monitor_performance(start, end, model_version: str | None) -> None:
+    """Accuracy, macro-F1 and per-class recall of the labels that arrived in the window."""
+    from mlops_platform import monitoring, tracking
+
+    tracking.configure()
+    report = monitoring.performance(start, end, model_version=model_version)
+    console.print(monitoring.format_performance_table(report))
+
+
+@monitor.command("decide")
+@window_start
+@window_end
+def monitor_decide(start, end) -> None:
+    """retrain (drift or performance, with the report id), ok, or insufficient-data."""
+    from mlops_platform import monitoring, tracking
+
+    tracking.configure()
+    console.print(monitoring.format_decision(monitoring.decide(start, end)))
+
+
+@monitor.command("record-trigger")
+@click.argument("report_id", type=int)
+@click.argument("run_id")
+def monitor_record_trigger(report_id: int, run_id: str) -> None:
+    """Note on a report which training run it triggered (starts the cooldown)."""
+    from mlops_platform.monitoring import record_trigger
+
+    record_trigger(report_id, run_id)
+
+
+@main.group()
+def traffic() -> None:
+    """Simulated traffic and arriving labels, to watch drift appear."""
+
+
+def population_options(command):
+    """The options that pick the same simulated customers as `mlops data generate`."""
+    for option in reversed(
+        [
+            click.option("--customers", type=click.IntRange(min=1), required=True),
+            click.option("--month", type=MONTH, required=True, help="Simulated month, YYYY-MM."),
+            click.option("--start", type=MONTH, help="First month of the generated history."),
+            click.option(
+                "--scenario", type=click.Choice(["none", "covariate", "concept"]), default="none"
+            ),
+            click.option("--drift-from", type=MONTH, help="First drifted month."),
+            click.option("--seed", type=int, default=42, show_default=True),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@traffic.command("simulate")
+@population_options
+@click.option("--count", type=click.IntRange(min=1), help="Records (default: each customer once).")
+@click.option("--rate", type=click.FloatRange(min=0.01), help="Requests (or log rows) per second.")
+@click.option(
+    "--target", type=click.Choice(["service", "log"]), default="service", show_default=True
+)
+@click.option("--service-url", help="Default: http://SERVING_HOST:SERVING_PORT.")
+@click.option("--at", type=MOMENT, help="log target: created_at of the first row (default: now).")
+def traffic_simulate(customers, month, start, scenario, drift_from, seed, count, rate, target,
+                     service_url, at) -> None:  # fmt: skip
+    """Send a simulated month to the service, or write it straight into prediction_log."""
+    from mlops_platform.traffic import simulate
+
+    result = simulate(
+        customers, month, scenario, count, rate, target, service_url, seed,
+        start=start, drift_from=drift_from, at=at,
+    )  # fmt: skip
+    console.print(
+        f"{result.records:,} records to the {result.target} in {result.seconds:.1f} s:"
+        f" {result.predicted}"
+    )
+
+
+@traffic.command("labels")
+@population_options
+@click.option("--now", "arrive_now", is_flag=True, help="Labels arrive now, not weeks later.")
+def traffic_labels(customers, month, start, scenario, drift_from, seed, arrive_now) -> None:
+    """Write the simulated month's ground truth into credit_labels."""
+    from datetime import UTC, datetime
+
+    from mlops_platform.traffic import deliver_labels
+
+    written = deliver_labels(
+        customers, month, scenario, seed, start=start, drift_from=drift_from,
+        observed_at=datetime.now(UTC) if arrive_now else None,
+    )  # fmt: skip
+    console.print(f"{written:,} labels written")

@@ -1,0 +1,289 @@
+"""Simulated live traffic from the generator's customers, and their labels arriving later.
+
+A simulated month comes from the same population and drift scenarios as `mlops data
+generate`: the same customers, seed and start month give the same customers, so traffic
+matches the store. `simulate` either POSTs the month to the running service's `/predict`,
+or (offline, for tests) predicts it here and writes `prediction_log` rows itself.
+`deliver_labels` writes the month's ground truth into `credit_labels`, as it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import text
+
+from mlops_platform import db
+from mlops_platform.config import get_settings
+from mlops_platform.data.generator import (
+    DriftScenario,
+    GeneratedMonth,
+    GeneratorConfig,
+    generate_months,
+    months_between,
+)
+from mlops_platform.data.loader import upsert_frame
+from mlops_platform.drift import utc_naive
+from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from mlops_platform.model import CreditScoreModel
+
+# Logged rows are this far apart in created_at when no rate is given: 10 a second.
+LOG_SPACING = timedelta(milliseconds=100)
+LOG_INSERT_ROWS = 1_000
+INSERT_LOG_ROWS = text(
+    "INSERT INTO prediction_log"
+    " (request_id, customer_id, feature_month, model_name, model_version, features,"
+    " predicted_class, probabilities, unseen_categories, latency_ms, created_at)"
+    " VALUES (:request_id, :customer_id, :feature_month, :model_name, :model_version,"
+    " :features, :predicted_class, :probabilities, :unseen_categories, :latency_ms,"
+    " :created_at)"
+)
+
+
+@dataclass(frozen=True)
+class TrafficResult:
+    """What a simulation sent, where, and what came back."""
+
+    target: Literal["service", "log"]
+    records: int
+    seconds: float
+    predicted: dict[str, int]
+    model_version: str | None = None
+
+
+def traffic_month(
+    customers: int,
+    month: date,
+    scenario: DriftScenario = "none",
+    seed: int = 42,
+    *,
+    start: date | None = None,
+    drift_from: date | None = None,
+) -> GeneratedMonth:
+    """The generator's `month` for a population that began in `start` (default: `month`).
+
+    A drift scenario starts at `drift_from` (default: `month`) and reaches full strength
+    three months later, as in `mlops data generate`.
+    """
+    if month.day != 1:
+        raise ValueError(f"month must be the first day of a month, got {month}")
+    first = start or month
+    if first > month:
+        raise ValueError(f"start {first} is after the simulated month {month}")
+    config = GeneratorConfig(
+        customers=customers,
+        months=months_between(first, month) + 1,
+        start=first,
+        seed=seed,
+        drift=scenario,
+        drift_from=(drift_from or month) if scenario != "none" else None,
+    )
+    # Earlier months are generated only for the population's state; keep the last.
+    return deque(generate_months(config), maxlen=1)[0]
+
+
+def feature_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as the service takes them: the 22 features, JSON types, None for missing."""
+    features = frame[list(FEATURE_NAMES)]
+    return features.astype(object).where(features.notna(), None).to_dict("records")
+
+
+def _pick(frame: pd.DataFrame, count: int | None, seed: int, month: date) -> pd.DataFrame:
+    """`count` customer rows in random order (repeating customers when count is larger)."""
+    if count is None:
+        return frame
+    rng = np.random.default_rng([seed, 7, month.year, month.month])
+    rows = rng.choice(len(frame), size=count, replace=count > len(frame))
+    return frame.iloc[rows].reset_index(drop=True)
+
+
+def simulate(
+    customers: int,
+    month: date,
+    scenario: DriftScenario = "none",
+    count: int | None = None,
+    rate: float | None = None,
+    target: Literal["service", "log"] = "service",
+    service_url: str | None = None,
+    seed: int = 42,
+    *,
+    start: date | None = None,
+    drift_from: date | None = None,
+    model: CreditScoreModel | None = None,
+    model_version: str | None = None,
+    at: datetime | str | None = None,
+    url: str | None = None,
+) -> TrafficResult:
+    """Send `count` records (default: every customer once) of the simulated month.
+
+    `service`: POST to `/predict` with customer_id and month, one record per request at
+    `rate` requests per second, or in batches of SERVING_MAX_BATCH as fast as it answers.
+    `log`: predict with `model` (default: the champion) and insert the rows, created_at
+    from `at` (default: now) onwards, 1/`rate` seconds apart.
+    """
+    generated = traffic_month(customers, month, scenario, seed, start=start, drift_from=drift_from)
+    frame = _pick(generated.features, count, seed, month)
+    if target == "service":
+        return _post(frame, month, rate, service_url)
+    if target == "log":
+        first = utc_naive(at) if at is not None else datetime.now(UTC).replace(tzinfo=None)
+        spacing = timedelta(seconds=1 / rate) if rate else LOG_SPACING
+        return _log(frame, month, model, model_version, first, spacing, url)
+    raise ValueError(f"target must be 'service' or 'log', got {target!r}")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for offset in range(0, len(items), size):
+        yield items[offset : offset + size]
+
+
+def _post(
+    frame: pd.DataFrame, month: date, rate: float | None, service_url: str | None
+) -> TrafficResult:
+    import httpx
+
+    settings = get_settings()
+    base_url = service_url or f"http://{settings.serving_host}:{settings.serving_port}"
+    records = [
+        {**record, "customer_id": customer_id, "month": month.isoformat()}
+        for record, customer_id in zip(feature_records(frame), frame["customer_id"], strict=True)
+    ]
+    predicted: Counter[str] = Counter()
+    versions: set[str] = set()
+    started = time.perf_counter()
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+
+        def post(body: Any) -> list[dict[str, Any]]:
+            response = client.post("/predict", json=body)
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"{base_url}/predict answered {response.status_code}: {response.text[:500]}"
+                )
+            answer = response.json()
+            answers = answer if isinstance(answer, list) else [answer]
+            versions.update(p["model_version"] for p in answers if "model_version" in p)
+            return answers
+
+        if rate:
+            for number, record in enumerate(records):
+                # Keep to the schedule from the start, so slow answers do not lower the rate.
+                delay = started + number / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                predicted.update(p["predicted_class"] for p in post(record))
+        else:
+            for batch in _chunks(records, settings.serving_max_batch):
+                predicted.update(p["predicted_class"] for p in post(list(batch)))
+    return TrafficResult(
+        "service",
+        len(records),
+        time.perf_counter() - started,
+        dict(predicted),
+        # The champion may change mid-run (hot reload): then all versions are listed.
+        ",".join(sorted(versions)) or None,
+    )
+
+
+def champion_model() -> tuple[CreditScoreModel, str]:
+    """The model holding alias `champion`, loaded from the registry, and its version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlops_platform import registry, tracking
+
+    tracking.configure()
+    name = registry.model_name()
+    version = str(MlflowClient().get_model_version_by_alias(name, registry.CHAMPION).version)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    return model, version
+
+
+def _log(
+    frame: pd.DataFrame,
+    month: date,
+    model: CreditScoreModel | None,
+    model_version: str | None,
+    first: datetime,
+    spacing: timedelta,
+    url: str | None,
+) -> TrafficResult:
+    from mlops_platform import registry
+
+    if model is None:
+        model, model_version = champion_model()
+    elif model_version is None:
+        raise ValueError("pass model_version together with model")
+    started = time.perf_counter()
+    probabilities = model.predict_proba(frame)
+    latency_ms = (time.perf_counter() - started) * 1_000 / max(len(frame), 1)
+    classes = np.array(CREDIT_SCORES)[probabilities.argmax(axis=1)]
+    name = registry.model_name()
+    rows = [
+        {
+            "request_id": str(uuid.uuid4()),
+            "customer_id": customer_id,
+            "feature_month": month,
+            "model_name": name,
+            "model_version": model_version,
+            "features": json.dumps(record),
+            "predicted_class": predicted,
+            "probabilities": json.dumps(dict(zip(CREDIT_SCORES, p.tolist(), strict=True))),
+            "unseen_categories": ",".join(model.unseen_categories(record)) or None,
+            "latency_ms": latency_ms,
+            "created_at": first + spacing * number,
+        }
+        for number, (record, customer_id, predicted, p) in enumerate(
+            zip(feature_records(frame), frame["customer_id"], classes, probabilities, strict=True)
+        )
+    ]
+    write_log_rows(rows, url)
+    return TrafficResult(
+        "log",
+        len(rows),
+        time.perf_counter() - started,
+        dict(Counter(classes.tolist())),
+        model_version,
+    )
+
+
+def write_log_rows(rows: Sequence[dict[str, Any]], url: str | None = None) -> int:
+    """Insert prediction log rows (the service's columns) in batches; returns how many."""
+    for batch in _chunks(rows, LOG_INSERT_ROWS):
+        with db.transaction(url) as connection:
+            connection.execute(INSERT_LOG_ROWS, list(batch))
+    return len(rows)
+
+
+def deliver_labels(
+    customers: int,
+    month: date,
+    scenario: DriftScenario = "none",
+    seed: int = 42,
+    *,
+    start: date | None = None,
+    drift_from: date | None = None,
+    observed_at: datetime | str | None = None,
+    url: str | None = None,
+) -> int:
+    """Write the simulated month's labels into `credit_labels`.
+
+    They are observed 3–40 days after the month, as generated, unless `observed_at` says
+    they arrive at that moment (a demo that cannot wait weeks for ground truth).
+    """
+    generated = traffic_month(customers, month, scenario, seed, start=start, drift_from=drift_from)
+    labels = generated.labels
+    if observed_at is not None:
+        labels = labels.assign(observed_at=utc_naive(observed_at))
+    with db.transaction(url) as connection:
+        return upsert_frame(connection, "credit_labels", labels)

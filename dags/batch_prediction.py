@@ -12,12 +12,12 @@ import pendulum
 from airflow.sdk import dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DEFAULT_ARGS, run_moment
+from mlops_platform.orchestration import DEFAULT_ARGS, run_moment, schedule_of
 
 
 @dag(
     dag_id="batch_prediction",
-    schedule=get_settings().batch_prediction_schedule,
+    schedule=schedule_of(get_settings().batch_prediction_schedule),
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -16,14 +16,20 @@ import pendulum
 from airflow.sdk import Asset, dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DEFAULT_ARGS, month_of, run_moment, snapshot_asset_uri
+from mlops_platform.orchestration import (
+    DEFAULT_ARGS,
+    month_of,
+    run_moment,
+    schedule_of,
+    snapshot_asset_uri,
+)
 
 TRAINING_SNAPSHOT = Asset(name="training_snapshot", uri=snapshot_asset_uri())
 
 
 @dag(
     dag_id="feature_pipeline",
-    schedule=get_settings().feature_pipeline_schedule,
+    schedule=schedule_of(get_settings().feature_pipeline_schedule),
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -18,12 +18,12 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DEFAULT_ARGS, TRAINING_DAG_ID, run_moment
+from mlops_platform.orchestration import DEFAULT_ARGS, TRAINING_DAG_ID, run_moment, schedule_of
 
 
 @dag(
     dag_id="monitoring",
-    schedule=get_settings().monitoring_schedule,
+    schedule=schedule_of(get_settings().monitoring_schedule),
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -68,6 +68,9 @@ class ChampionSource:
         self.alias = alias
         self.tracking_uri = tracking_uri
         self.directory = cache_dir / model_name
+        # Resolving a version's logged model goes through the process-wide URI, whatever
+        # the client was given; unset, it would be a local ./mlruns that has no models.
+        mlflow.set_tracking_uri(tracking_uri)
 
     def _client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)

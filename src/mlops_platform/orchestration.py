@@ -47,6 +47,11 @@ def champion_asset_uri() -> str:
     return f"mlflow://{server}/{settings.model_name}/champion"
 
 
+def schedule_of(setting: str) -> str | None:
+    """A schedule setting as Airflow takes it; `none` means triggered runs only."""
+    return None if setting.strip().lower() == "none" else setting
+
+
 def run_moment(context: Mapping[str, Any]) -> datetime:
     """The run's logical date; asset-triggered and manual runs have none, so when it was due."""
     return context.get("logical_date") or context["dag_run"].run_after

@@ -118,15 +118,18 @@ def model_name() -> str:
 
 
 def _client() -> MlflowClient:
-    from mlflow import MlflowClient
+    import mlflow
 
-    return MlflowClient()
+    # Model loading uses the process-wide URI: make it the configured server, not ./mlruns.
+    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+    return mlflow.MlflowClient()
 
 
 def load_version(version: str) -> CreditScoreModel:
     """One registered version of MODEL_NAME, with its bundled preprocessing."""
     import mlflow
 
+    _client()  # points MLflow at the configured server
     return mlflow.pyfunc.load_model(f"models:/{model_name()}/{version}").unwrap_python_model()
 
 

@@ -82,8 +82,12 @@ def run_foreground(settings: Settings | None = None) -> int:
 
     settings = settings or get_settings()
     manager = Manager()
+    # As in compose: every service, and every Airflow task, talks to the same MLflow server.
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri}
     for service in services(settings, with_mariadb=not store_server_reachable(settings)):
-        manager.add_process(service.name, shlex.join(service.command), cwd=str(PROJECT_ROOT))
+        manager.add_process(
+            service.name, shlex.join(service.command), env=environment, cwd=str(PROJECT_ROOT)
+        )
     manager.loop()
     return manager.returncode or 0
 

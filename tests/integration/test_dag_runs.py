@@ -99,3 +99,57 @@ def test_feature_pipeline_then_training_produces_a_champion_that_batch_scoring_u
             )
         ).one()
     assert scored == (800, 1, date(2025, 6, 1))
+
+
+def test_monitoring_skips_on_clean_traffic_and_triggers_retraining_on_drift(
+    airflow_home: Path, store_url: str, use_mlflow: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mlops_platform import traffic
+    from mlops_platform.config import get_settings
+    from mlops_platform.training import gate_candidate, train_candidate
+    from mlops_platform.validation import ensure_validated_snapshot
+
+    for name, value in {**QUICK_TRAINING, "FEATURE_STORE_URL": store_url}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    settings = get_settings()
+    population = {"start": date(2025, 1, 1), "drift_from": date(2025, 4, 1)}
+    load_into_store(
+        GeneratorConfig(800, 6, date(2025, 1, 1), drift="concept", drift_from=date(2025, 4, 1)),
+        store_url,
+    )
+    ensure_validated_snapshot("2025-04-01")
+    gate_candidate(train_candidate("2025-04-01"))
+    env = {
+        "FEATURE_STORE_URL": store_url, "MLFLOW_TRACKING_URI": use_mlflow,
+        "MLFLOW_EXPERIMENT": settings.mlflow_experiment, "MODEL_NAME": settings.model_name,
+        "DRIFT_MIN_ROWS": "300", "PERFORMANCE_MIN_LABELLED": "300",
+    }  # fmt: skip
+    now = datetime.now(UTC).replace(microsecond=0)
+    traffic.simulate(800, date(2025, 3, 1), "concept", 600, target="log",
+                     at=now - timedelta(hours=2), url=store_url, **population)  # fmt: skip
+
+    clean = run_dag_test(airflow_home, "monitoring", env, logical_date=now.isoformat())
+    assert clean["state"] == "success", clean["log"]
+    assert clean["tasks"]["no_retraining"] == "success"
+    assert clean["tasks"]["trigger_retraining"] == "skipped"
+
+    traffic.simulate(800, date(2025, 6, 1), "concept", 600, target="log",
+                     at=now - timedelta(hours=1), url=store_url, **population)  # fmt: skip
+    arrived = now - timedelta(minutes=30)
+    traffic.deliver_labels(800, date(2025, 6, 1), "concept", observed_at=arrived,
+                           url=store_url, **population)  # fmt: skip
+    later = (now + timedelta(minutes=1)).isoformat()
+    drifted = run_dag_test(airflow_home, "monitoring", env, logical_date=later)
+    assert drifted["state"] == "success", drifted["log"]
+    assert drifted["tasks"]["trigger_retraining"] == "success"
+    assert drifted["tasks"]["no_retraining"] == "skipped"
+    with db.get_engine(store_url).connect() as connection:
+        triggered = connection.execute(
+            text("SELECT kind, triggered_run FROM drift_reports WHERE triggered_run IS NOT NULL")
+        ).all()
+    assert len(triggered) == 1
+    kind, run_id = triggered[0]
+    assert kind == "performance" and run_id.startswith("retrain__")

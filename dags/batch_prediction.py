@@ -8,22 +8,18 @@ one transaction. CLI equivalent: `mlops batch score --date YYYY-MM-DD`.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DEFAULT_ARGS, run_moment, schedule_of
+from mlops_platform.orchestration import DAG_DEFAULTS, run_moment, schedule_of
 
 
 @dag(
     dag_id="batch_prediction",
     schedule=schedule_of(get_settings().batch_prediction_schedule),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["mlops", "serving"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def batch_prediction():
     @task

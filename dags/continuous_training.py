@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 from mlops_platform.orchestration import (
-    DEFAULT_ARGS,
+    DAG_DEFAULTS,
     REBUILD_REASONS,
     TRAINING_DAG_ID,
     TRIGGER_REASONS,
@@ -37,10 +36,6 @@ CHAMPION = Asset(name="credit_score_champion", uri=champion_asset_uri())
 @dag(
     dag_id=TRAINING_DAG_ID,
     schedule=[TRAINING_SNAPSHOT],
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     params={
         "base_dt": Param(None, type=["null", "string"], description="Snapshot date YYYY-MM-01"),
         "reason": Param("manual", enum=list(TRIGGER_REASONS), description="Why it trains"),
@@ -48,6 +43,7 @@ CHAMPION = Asset(name="credit_score_champion", uri=champion_asset_uri())
     },
     tags=["mlops", "training"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def continuous_training():
     @task

@@ -12,12 +12,11 @@ CLI equivalent: `mlops features build --base-dt D && mlops validate --base-dt D`
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Asset, dag, task
 
 from mlops_platform.config import get_settings
 from mlops_platform.orchestration import (
-    DEFAULT_ARGS,
+    DAG_DEFAULTS,
     month_of,
     run_moment,
     schedule_of,
@@ -30,12 +29,9 @@ TRAINING_SNAPSHOT = Asset(name="training_snapshot", uri=snapshot_asset_uri())
 @dag(
     dag_id="feature_pipeline",
     schedule=schedule_of(get_settings().feature_pipeline_schedule),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["mlops", "features"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def feature_pipeline():
     @task

@@ -12,25 +12,21 @@ CLI equivalent: `mlops drift check`, `mlops monitor performance`, `mlops monitor
 
 from __future__ import annotations
 
-import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DEFAULT_ARGS, TRAINING_DAG_ID, run_moment, schedule_of
+from mlops_platform.orchestration import DAG_DEFAULTS, TRAINING_DAG_ID, run_moment, schedule_of
 
 
 @dag(
     dag_id="monitoring",
     schedule=schedule_of(get_settings().monitoring_schedule),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     render_template_as_native_obj=True,
     tags=["mlops", "monitoring"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def monitoring():
     @task

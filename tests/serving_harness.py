@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from mlops_platform.model import (
     model_frame,
 )
 from mlops_platform.schema import CATEGORICAL_FEATURES, FEATURE_NAMES, TARGET
+from tests.servers import stop_process_group
 
 BASE_DT = "2025-03-01"
 
@@ -84,47 +84,6 @@ def promote(version: str, url: str) -> None:
     registry.promote(version, reason="serving test", actor="pytest", url=url)
 
 
-def start_mlflow(backend_uri: str, directory: Path) -> tuple[str, subprocess.Popen]:
-    """An MLflow server (`tracking.run_server()`, as `mlops` starts it): URI and process."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        "MLFLOW_BACKEND_STORE_URI": backend_uri,
-        "MLFLOW_ARTIFACTS_DESTINATION": str(directory / "artifacts"),
-        "MLFLOW_HOST": "127.0.0.1",
-        "MLFLOW_PORT": str(port),
-    }
-    with open(directory / "mlflow.log", "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from mlops_platform import tracking; tracking.run_server()"],
-            env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=1):
-                return uri, process
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.25)
-    stop_group(process)
-    raise RuntimeError(f"MLflow did not start; see {directory / 'mlflow.log'}")
-
-
-def stop_group(process: subprocess.Popen, timeout: float = 40) -> None:
-    """SIGTERM a process started with its own session, and its children; then SIGKILL."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @dataclass
 class ServiceProcess:
     """`bentoml serve serving.service:CreditScoreService` with extra environment variables."""
@@ -172,7 +131,7 @@ class ServiceProcess:
     def stop(self) -> None:
         """SIGTERM the whole group (graceful: the log queue is flushed), then SIGKILL."""
         if self.process is not None:
-            stop_group(self.process)
+            stop_process_group(self.process, timeout=40)
 
     def log_tail(self, chars: int = 4_000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

@@ -25,7 +25,9 @@ from sqlalchemy import text
 
 from mlops_platform import db, tracking
 from mlops_platform.config import get_settings
+from mlops_platform.mariadb_server import free_port
 from tests.bench.common import console, print_figures, throwaway_store, verdict
+from tests.servers import start_mlflow_server, stop_process_group
 from tests.serving_harness import (
     ServiceProcess,
     fit,
@@ -33,8 +35,6 @@ from tests.serving_harness import (
     promote,
     publish,
     records,
-    start_mlflow,
-    stop_group,
 )
 
 WRK_SCRIPT = """
@@ -124,10 +124,12 @@ def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str
     """Store, MLflow, champion and service, torn down by `stack`: (service URL, store URL)."""
     store_url = stack.enter_context(throwaway_store("mlops_bench"))
     backend = db.feature_store_url(store_url).set(database="mlflow_bench")
-    mlflow_uri, mlflow_process = start_mlflow(
-        backend.render_as_string(hide_password=False), scratch
+    port = free_port()
+    mlflow_process = start_mlflow_server(
+        backend.render_as_string(hide_password=False), scratch, port
     )
-    stack.callback(stop_group, mlflow_process)
+    stack.callback(stop_process_group, mlflow_process)
+    mlflow_uri = f"http://127.0.0.1:{port}"
     environment = {
         "FEATURE_STORE_URL": store_url,
         "MLFLOW_TRACKING_URI": mlflow_uri,

@@ -4,10 +4,9 @@
 Trains a CatBoost model on a validated snapshot (a bounded search, each trial a nested
 MLflow run), registers it, and runs the champion gate: the new version becomes
 `champion` only if it beats the current one on the same held-out rows. The gate writes
-the decision to the `deployments` table; a promotion updates the **credit_score_champion**
-asset, which the prediction service follows.
+the decision to the `deployments` table; a promotion updates the champion asset, which the prediction service follows.
 
-Starts when the **training_snapshot** asset updates (new data), when `monitoring`
+Starts when the training-snapshot asset updates (new data), when `monitoring`
 triggers it (drift or performance), or by hand. Params: `base_dt` (first of a month;
 default: the announced snapshot or this month) and `reason`.
 CLI equivalent: `mlops train --base-dt D --reason R`.
@@ -29,8 +28,9 @@ from mlops_platform.orchestration import (
     snapshot_asset_uri,
 )
 
-TRAINING_SNAPSHOT = Asset(name="training_snapshot", uri=snapshot_asset_uri())
-CHAMPION = Asset(name="credit_score_champion", uri=champion_asset_uri())
+# Assets are named by their URI: to Airflow one name must always mean one URI.
+TRAINING_SNAPSHOT = Asset(uri=snapshot_asset_uri())
+CHAMPION = Asset(uri=champion_asset_uri())
 
 
 @dag(

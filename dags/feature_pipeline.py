@@ -3,7 +3,7 @@
 
 Builds the point-in-time training snapshot for the run's month (features of earlier
 months, labels observed by the first of this month) and validates it. A snapshot that
-passes updates the **training_snapshot** asset, which starts `continuous_training`:
+passes updates the training-snapshot asset, which starts `continuous_training`:
 the *new data* trigger of MLOps Level 1.
 
 Re-running a month rebuilds its snapshot in one transaction; nothing is duplicated.
@@ -23,7 +23,8 @@ from mlops_platform.orchestration import (
     snapshot_asset_uri,
 )
 
-TRAINING_SNAPSHOT = Asset(name="training_snapshot", uri=snapshot_asset_uri())
+# Assets are named by their URI: to Airflow one name must always mean one URI.
+TRAINING_SNAPSHOT = Asset(uri=snapshot_asset_uri())
 
 
 @dag(

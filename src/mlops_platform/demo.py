@@ -197,6 +197,8 @@ def run(size_name: str = "full") -> None:
     step(4, "Serve the champion and send normal traffic")
     first = wait_for(lambda: service_metadata(service), "the service to load the champion", 300)
     console.print(f"serving {first['model_name']} v{first['version']}")
+    # Each worker process polls the alias on its own; give the others one interval.
+    time.sleep(settings.serving_poll_interval_s + 2)
     traffic.simulate(size.customers, normal_month, "concept", size.normal_requests,
                      service_url=service, **population)  # fmt: skip
 

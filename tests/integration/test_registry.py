@@ -19,6 +19,7 @@ from rich.console import Console
 from sqlalchemy import text
 
 from mlops_platform import db, model, registry
+from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, generate_months
 from mlops_platform.mariadb_server import free_port
 from mlops_platform.model import CreditScoreModel
@@ -263,15 +264,18 @@ def assert_nothing_changed(store_url: str, champion: str, candidate: str) -> Non
 
 
 def test_mlflow_unreachable_fails_cleanly(
-    champion_and_candidate, run_gate, store_url, use_mlflow
+    champion_and_candidate, run_gate, store_url, use_mlflow, monkeypatch
 ) -> None:
     champion, candidate = champion_and_candidate
     dead_port = free_port()
-    mlflow.set_tracking_uri(f"http://127.0.0.1:{dead_port}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{dead_port}")
+    get_settings.cache_clear()
     try:
         with pytest.raises(MlflowException, match=f"port={dead_port}"):
             run_gate(candidate, "better")
     finally:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", use_mlflow)
+        get_settings.cache_clear()
         mlflow.set_tracking_uri(use_mlflow)
     assert_nothing_changed(store_url, champion, candidate)
 

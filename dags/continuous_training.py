@@ -4,7 +4,8 @@
 Trains a CatBoost model on a validated snapshot (a bounded search, each trial a nested
 MLflow run), registers it, and runs the champion gate: the new version becomes
 `champion` only if it beats the current one on the same held-out rows. The gate writes
-the decision to the `deployments` table; a promotion updates the champion asset, which the prediction service follows.
+the decision to the `deployments` table; a promotion updates the champion asset,
+which the prediction service follows.
 
 Starts when the training-snapshot asset updates (new data), when `monitoring`
 triggers it (drift or performance), or by hand. Params: `base_dt` (first of a month;

@@ -3,7 +3,6 @@ starts continuous training, and a champion appears. Driven through the REST API 
 
 from __future__ import annotations
 
-import time
 from datetime import date
 from pathlib import Path
 
@@ -12,18 +11,9 @@ from mlflow import MlflowClient
 
 from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
+from mlops_platform.demo import wait_for
 from mlops_platform.mariadb_server import free_port
 from tests.airflow_support import Standalone, migrate
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"gave up waiting for {what} after {timeout} s")
 
 
 @pytest.fixture
@@ -57,8 +47,8 @@ def test_a_feature_run_triggers_training_through_the_asset(
     client = airflow.client
     wait_for(
         lambda: {"feature_pipeline", "continuous_training"} <= client.dag_ids(),
-        120,
         "the DAG processor to parse the project's DAGs",
+        120,
     )
     for dag_id in ("feature_pipeline", "continuous_training"):
         client.unpause(dag_id)
@@ -69,7 +59,7 @@ def test_a_feature_run_triggers_training_through_the_asset(
         finished = [r for r in runs if r["state"] in ("success", "failed")]
         return finished[0] if finished else None
 
-    run = wait_for(training_run, 420, "the asset-triggered continuous_training run", 3)
+    run = wait_for(training_run, "the asset-triggered continuous_training run", 420)
     assert run["state"] == "success", airflow.home / "standalone.log"
     assert run["run_type"] == "asset_triggered"
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
@@ -58,23 +58,12 @@ def create_store(server_url: str) -> str:
     return url_text
 
 
-def drop_store(url_text: str) -> None:
-    url = make_url(url_text)
-    db.get_engine(url).dispose()
-    engine = create_engine(url.set(database="mysql"))
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{url.database}`"))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def store_url(mariadb_server: str) -> Iterator[str]:
     """A fresh, migrated feature store for one test, dropped afterwards."""
     url = create_store(mariadb_server)
     yield url
-    drop_store(url)
+    db.drop_database(url)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +71,7 @@ def module_store_url(mariadb_server: str) -> Iterator[str]:
     """A migrated feature store shared by one test module (for expensive data)."""
     url = create_store(mariadb_server)
     yield url
-    drop_store(url)
+    db.drop_database(url)
 
 
 @pytest.fixture
@@ -108,7 +97,7 @@ def mlflow_server(mariadb_server: str, tmp_path_factory: pytest.TempPathFactory)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(process)
-        drop_store(backend)
+        db.drop_database(backend)
 
 
 @pytest.fixture

@@ -97,13 +97,8 @@ def read_migrations(sql_dir: Path | None = None) -> list[Migration]:
     return migrations
 
 
-def create_database_if_missing(url: URL) -> None:
-    """Create the URL's database on its server (utf8mb4) when it does not exist yet."""
-    # Identifiers cannot be bound parameters; feature_store_url() allow-lists the name.
-    statement = (
-        f"CREATE DATABASE IF NOT EXISTS `{url.database}` "
-        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-    )
+def _run_on_server(url: URL, statement: str) -> None:
+    """Run one statement on the URL's server, connected without choosing a database."""
     server_url = URL.create(
         url.drivername, url.username, url.password, url.host, url.port, query=url.query
     )
@@ -113,6 +108,26 @@ def create_database_if_missing(url: URL) -> None:
             connection.execute(text(statement))
     finally:
         server_engine.dispose()
+
+
+# Database names are identifiers, which cannot be bound parameters: these two functions
+# are the only places that quote one, and feature_store_url() allow-lists it first.
+
+
+def create_database_if_missing(url: str | URL) -> None:
+    """Create the URL's database on its server (utf8mb4) when it does not exist yet."""
+    name = feature_store_url(url).database
+    statement = (
+        f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    )
+    _run_on_server(feature_store_url(url), statement)
+
+
+def drop_database(url: str | URL) -> None:
+    """Drop the URL's database if it exists (throwaway stores of tests and demo runs)."""
+    store = feature_store_url(url)
+    get_engine(store).dispose()  # its pooled connections would point at nothing
+    _run_on_server(store, f"DROP DATABASE IF EXISTS `{store.database}`")
 
 
 def upgrade(url: str | URL | None = None, sql_dir: Path | None = None) -> list[Migration]:

@@ -112,27 +112,21 @@ def service_metadata(url: str) -> dict | None:
 
 def drop_earlier_demo_databases(settings: Settings, keep: str) -> None:
     """Earlier demo runs left their databases behind; their servers are stopped by now."""
-    from sqlalchemy import create_engine
+    from mlops_platform import db
 
-    from mlops_platform.db import SAFE_IDENTIFIER
-
-    engine = create_engine(make_url(settings.feature_store_url).set(database="mysql"))
-    try:
-        with engine.begin() as connection:
-            names = connection.execute(
-                text(
-                    "SELECT schema_name FROM information_schema.schemata"
-                    " WHERE schema_name LIKE 'mlops\\_demo\\_%'"
-                    " OR schema_name LIKE 'mlflow\\_demo\\_%'"
-                )
-            ).scalars()
-            for name in names:
-                # Identifiers cannot be bound; these come from the server's own catalogue
-                # and match the demo's fixed pattern.
-                if not name.endswith(keep) and SAFE_IDENTIFIER.match(name):
-                    connection.execute(text(f"DROP DATABASE `{name}`"))
-    finally:
-        engine.dispose()
+    server = make_url(settings.feature_store_url)
+    with db.get_engine(server).connect() as connection:
+        names = connection.execute(
+            text(
+                "SELECT schema_name FROM information_schema.schemata"
+                " WHERE (schema_name LIKE :store OR schema_name LIKE :registry)"
+                " AND schema_name NOT LIKE :current"
+            ),
+            {"store": "mlops\\_demo\\_%", "registry": "mlflow\\_demo\\_%",
+             "current": f"%{keep}"},
+        ).scalars().all()  # fmt: skip
+    for name in names:
+        db.drop_database(server.set(database=name))
 
 
 def run(size_name: str = "full") -> None:

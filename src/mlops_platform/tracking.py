@@ -69,7 +69,7 @@ def prepare_server(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     uri = backend_store_uri(settings)
     if uri.startswith(("mysql", "mariadb")):
-        db.create_database_if_missing(db.feature_store_url(uri))
+        db.create_database_if_missing(uri)
     artifacts_destination(settings).mkdir(parents=True, exist_ok=True)
 
 

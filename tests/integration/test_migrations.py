@@ -3,7 +3,6 @@ from sqlalchemy import inspect, make_url, text
 
 from mlops_platform import db
 from mlops_platform.schema import FEATURE_NAMES
-from tests.conftest import drop_store
 
 
 def test_upgrade_twice_applies_each_migration_once(store_url: str) -> None:
@@ -19,7 +18,7 @@ def test_upgrade_creates_a_missing_database(mariadb_server: str) -> None:
         applied = db.upgrade(url_text)
         assert [m.version for m in applied] == [m.version for m in db.read_migrations()]
     finally:
-        drop_store(url_text)
+        db.drop_database(url_text)
 
 
 def test_feature_tables_hold_the_schema_features_and_no_pii(store_url: str) -> None:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from sqlalchemy import make_url
 
-from mlops_platform import registry
+from mlops_platform import db, registry
 from mlops_platform.cli import main
 from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
@@ -27,7 +27,6 @@ from mlops_platform.schema import (
 )
 from mlops_platform.training import Candidate, gate_candidate, train_candidate
 from mlops_platform.validation import ensure_validated_snapshot
-from tests.conftest import drop_store
 from tests.servers import start_mlflow_server, stop_process_group
 
 BASE_DT = "2025-07-01"
@@ -179,5 +178,5 @@ def test_an_mlflow_outage_midway_fails_cleanly_and_moves_no_alias(
         ) >= 1
     finally:
         stop_process_group(server)
-        drop_store(backend_url)
+        db.drop_database(backend_url)
         get_settings.cache_clear()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
 from mlops_platform import tracking
 from mlops_platform.config import Settings
@@ -93,7 +94,7 @@ def test_run_server_prepares_then_execs_without_job_execution(
     chosen = settings(tmp_path)
     tracking.run_server(chosen)
 
-    assert [url.database for url in created] == ["mlflow"]
+    assert [make_url(url).database for url in created] == ["mlflow"]
     assert (tmp_path / "mlflow-artifacts").is_dir()
     [(file, args, env)] = executed
     assert file == sys.executable

@@ -196,6 +196,11 @@ def champion_version(client: Client) -> str:
     return client.get("/metadata").json()["version"]
 
 
+def every_worker_reports(client: Client, version: str, asks: int = 8) -> bool:
+    """Whether /metadata says `version` on several new connections (each worker polls alone)."""
+    return all(champion_version(client) == version for _ in range(asks))
+
+
 def assert_log_holds_exactly_what_was_served(client: Client, log_store: LogStore) -> None:
     expected = set(client.served)
     wait_until(lambda: log_store.logged_ids() == expected, timeout=30,
@@ -283,11 +288,11 @@ def test_a_new_champion_and_a_rollback_are_picked_up_without_a_failed_request(
     try:
         promote(versions["second"], log_store.url)
         wait_until(lambda: serving_only(versions["second"]), message="new champion not served")
-        assert champion_version(client) == versions["second"]
+        wait_until(lambda: every_worker_reports(client, versions["second"]))
 
         registry.rollback("serving test", actor="pytest", url=log_store.url)
         wait_until(lambda: serving_only(versions["first"]), message="rollback not served")
-        assert champion_version(client) == versions["first"]
+        wait_until(lambda: every_worker_reports(client, versions["first"]))
     finally:
         stop.set()
         loop.join()

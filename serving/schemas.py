@@ -7,12 +7,12 @@ rejected, and every error names the field and the rule it broke.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 # BentoML's public API has no root-body input type; its own parses with json.loads and
 # answers malformed JSON with a 500, so the prediction body subclasses it below.
 from _bentoml_sdk.io_models import IORootModel
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs it for TypedDicts before 3.12
 
@@ -49,8 +49,8 @@ def _first_of_month(value: date) -> date:
     return value
 
 
-def _feature_field(feature: Feature) -> tuple[Any, Any]:
-    """The pydantic annotation and default of one feature: required unless nullable."""
+def _feature_field(feature: Feature) -> Any:
+    """The pydantic annotation of one feature: required unless nullable (then optional)."""
     if feature.kind == "numeric":
         number = int if feature.integer else float
         rule = f"{'whole number' if feature.integer else 'number'} from {feature.low:g}"
@@ -78,28 +78,32 @@ def _feature_field(feature: Feature) -> tuple[Any, Any]:
             ),
         ]
     if feature.nullable:
-        return annotation | None, None
-    return annotation, ...
+        return NotRequired[annotation | None]
+    return annotation
 
 
-Record = create_model(
+# A TypedDict validates into plain dicts, twice as fast as model instances (measured).
+Record = TypedDict(
     "Record",
-    __config__=ConfigDict(
-        extra="forbid",
-        strict=True,
-        allow_inf_nan=False,
-        json_schema_extra={"example": EXAMPLE_RECORD},
-    ),
-    __doc__="One customer-month: the 22 model features, plus optional ids for the log.",
-    **{feature.name: _feature_field(feature) for feature in FEATURES},
-    customer_id=(
-        Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)] | None,
-        Field(None, description="logged with the prediction, to match late labels"),
-    ),
-    month=(
-        Annotated[date, AfterValidator(_first_of_month)] | None,
-        Field(None, description="YYYY-MM-01: the month these features describe"),
-    ),
+    {
+        **{feature.name: _feature_field(feature) for feature in FEATURES},
+        "customer_id": NotRequired[
+            Annotated[
+                Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)] | None,
+                Field(description="logged with the prediction, to match late labels"),
+            ]
+        ],
+        "month": NotRequired[
+            Annotated[
+                Annotated[date, AfterValidator(_first_of_month)] | None,
+                Field(description="YYYY-MM-01: the month these features describe"),
+            ]
+        ],
+    },
+)
+Record.__doc__ = "One customer-month: the 22 model features, plus optional ids for the log."
+Record.__pydantic_config__ = ConfigDict(
+    extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra={"example": EXAMPLE_RECORD}
 )
 Batch = Annotated[list[Record], Field(min_length=1, max_length=MAX_BATCH)]
 CustomerIds = Annotated[

@@ -192,7 +192,7 @@ def bucket_specs(profile: Mapping[str, Any]) -> list[BucketSpec]:
             continue
         entry = profile["numeric"][name]
         edges = [float(edge) for edge in entry["edges"]]
-        # Column names are f_<feature> for schema constants (sql/004); values are bound.
+        # Column names are f_<feature> for schema constants (sql/006); values are bound.
         column = f"f_{name}"
         keys = [f"{name}_{i}" for i in range(len(edges))]
         labels = [f"≤ {edges[0]:g}"] if edges else ["all"]
@@ -256,14 +256,13 @@ def count_window(
     """Rows in the window and each feature's bucket counts, aggregated by MariaDB."""
     aggregates = [aggregate for spec in specs for aggregate in spec.aggregates]
     parameters = {key: value for spec in specs for key, value in spec.parameters.items()}
-    # Every aggregate is built from schema constants and bound names. The index covers
-    # the model, version and time range and every f_ column, so no table row is read;
-    # the hint keeps that plan whatever the table statistics say.
+    # Every aggregate is built from schema constants and bound names. The table is
+    # clustered by created_at, so a window is one primary-key range scan.
     statement = text(
         f"SELECT COUNT(*), {', '.join(aggregates)}"  # noqa: S608
-        " FROM prediction_log FORCE INDEX (ix_prediction_drift)"
-        " WHERE model_name = :model_name AND model_version = :model_version"
-        " AND created_at >= :window_start AND created_at < :window_end"
+        " FROM prediction_log"
+        " WHERE created_at >= :window_start AND created_at < :window_end"
+        " AND model_name = :model_name AND model_version = :model_version"
     )
     engine = db.get_engine(url)
 

@@ -9,7 +9,6 @@ or (offline, for tests) predicts it here and writes `prediction_log` rows itself
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections import Counter, deque
@@ -20,9 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
 
-from mlops_platform import db
+from mlops_platform import db, logstore
 from mlops_platform.config import get_settings
 from mlops_platform.data.generator import (
     DriftScenario,
@@ -40,15 +38,6 @@ if TYPE_CHECKING:
 
 # Logged rows are this far apart in created_at when no rate is given: 10 a second.
 LOG_SPACING = timedelta(milliseconds=100)
-LOG_INSERT_ROWS = 1_000
-INSERT_LOG_ROWS = text(
-    "INSERT INTO prediction_log"
-    " (request_id, customer_id, feature_month, model_name, model_version, features,"
-    " predicted_class, probabilities, unseen_categories, latency_ms, created_at)"
-    " VALUES (:request_id, :customer_id, :feature_month, :model_name, :model_version,"
-    " :features, :predicted_class, :probabilities, :unseen_categories, :latency_ms,"
-    " :created_at)"
-)
 
 
 @dataclass(frozen=True)
@@ -230,24 +219,24 @@ def _log(
     classes = np.array(CREDIT_SCORES)[probabilities.argmax(axis=1)]
     name = registry.model_name()
     rows = [
-        {
-            "request_id": str(uuid.uuid4()),
-            "customer_id": customer_id,
-            "feature_month": month,
-            "model_name": name,
-            "model_version": model_version,
-            "features": json.dumps(record),
-            "predicted_class": predicted,
-            "probabilities": json.dumps(dict(zip(CREDIT_SCORES, p.tolist(), strict=True))),
-            "unseen_categories": ",".join(model.unseen_categories(record)) or None,
-            "latency_ms": latency_ms,
-            "created_at": first + spacing * number,
-        }
+        logstore.log_row(
+            created_at=first + spacing * number,
+            request_id=str(uuid.uuid4()),
+            customer_id=customer_id,
+            feature_month=month,
+            model_name=name,
+            model_version=model_version,
+            predicted_class=predicted,
+            probabilities=p.tolist(),
+            unseen_categories=model.unseen_categories(record),
+            latency_ms=latency_ms,
+            features=record,
+        )
         for number, (record, customer_id, predicted, p) in enumerate(
             zip(feature_records(frame), frame["customer_id"], classes, probabilities, strict=True)
         )
     ]
-    write_log_rows(rows, url)
+    logstore.store(rows, url)
     return TrafficResult(
         "log",
         len(rows),
@@ -255,14 +244,6 @@ def _log(
         dict(Counter(classes.tolist())),
         model_version,
     )
-
-
-def write_log_rows(rows: Sequence[dict[str, Any]], url: str | None = None) -> int:
-    """Insert prediction log rows (the service's columns) in batches; returns how many."""
-    for batch in _chunks(rows, LOG_INSERT_ROWS):
-        with db.transaction(url) as connection:
-            connection.execute(INSERT_LOG_ROWS, list(batch))
-    return len(rows)
 
 
 def deliver_labels(

@@ -1,7 +1,7 @@
-"""Drift-check speed on 1M and 10M logged predictions, and what 004 costs each insert batch.
+"""Drift-check speed on 1M and 10M logged predictions, and the cost of one log batch.
 
 Seed rows are real simulated traffic; the server copies them (shifted in time, new
-request ids) up to each size, so the stored feature columns are computed as on insert.
+request ids) up to each size.
 """
 
 from __future__ import annotations
@@ -9,35 +9,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import tempfile
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 from catboost import CatBoostClassifier
 from sqlalchemy import text
 
-from mlops_platform import db, drift
+from mlops_platform import db, drift, logstore
 from mlops_platform.config import get_settings
 from mlops_platform.drift import Reference, Window
 from mlops_platform.model import CATEGORICAL_POSITIONS, CreditScoreModel, model_frame
 from mlops_platform.schema import CATEGORICAL_FEATURES, CREDIT_SCORES
-from mlops_platform.traffic import simulate, traffic_month, write_log_rows
+from mlops_platform.traffic import simulate, traffic_month
 from mlops_platform.training import reference_profile
 from tests.bench.common import print_figures, stopwatch, throwaway_store, verdict
 
 SEED_ROWS = 20_000
 SPACING = timedelta(milliseconds=100)
 FIRST = datetime(2026, 1, 1)
-LOG_COLUMNS = (
-    "request_id, customer_id, feature_month, model_name, model_version, features,"
-    " predicted_class, probabilities, unseen_categories, latency_ms, created_at"
-)
+LOG_COLUMNS = ", ".join(logstore.COLUMNS)
+# The same columns, after created_at and request_id, which every copy replaces.
+COPIED_COLUMNS = ", ".join(logstore.COLUMNS[2:])
 BATCH_ROWS = 500
 INSERT_BATCHES = 40
 
@@ -69,9 +66,8 @@ def copy_seed(url: str, first_copy: int, last_copy: int) -> None:
             connection.execute(
                 text(
                     f"INSERT INTO prediction_log ({LOG_COLUMNS})"
-                    " SELECT UUID(), customer_id, feature_month, model_name, model_version,"
-                    " features, predicted_class, probabilities, unseen_categories, latency_ms,"
-                    " created_at + INTERVAL (s.seq * :span) MICROSECOND"
+                    " SELECT created_at + INTERVAL (s.seq * :span) MICROSECOND, UUID(),"
+                    f" {COPIED_COLUMNS}"
                     f" FROM seq_{bounds[0]}_to_{bounds[1]} s STRAIGHT_JOIN bench_seed"
                 ),
                 {"span": span_us},
@@ -113,41 +109,25 @@ def time_counts(
     return parallel, serial
 
 
-def empty_store(url: str, database: str, migrations: str) -> str:
-    """A new database on the bench server with the migrations matching the glob."""
-    store = db.make_url(url).set(database=database).render_as_string(hide_password=False)
-    with tempfile.TemporaryDirectory(prefix="mlops-sql-") as scratch:
-        for path in sorted(get_settings().mlops_sql_dir.glob(migrations)):
-            shutil.copy(path, Path(scratch) / path.name)
-        db.upgrade(store, sql_dir=Path(scratch))
-    return store
-
-
-def insert_batch_ms(url: str, rows: list[dict]) -> float:
-    """Median milliseconds to insert one batch of new rows, as the service's writer does."""
+def insert_batch_ms(url: str) -> float:
+    """Median milliseconds to store one batch of new rows, as the service's writer does."""
+    with db.get_engine(url).connect() as connection:
+        rows = connection.execute(
+            text(f"SELECT {LOG_COLUMNS} FROM prediction_log LIMIT {BATCH_ROWS}")
+        ).all()
+    # A database of its own, so the batches do not add to the windows counted later.
+    empty = (
+        db.make_url(url).set(database="mlops_bench_insert").render_as_string(hide_password=False)
+    )
+    db.upgrade(empty)
     samples = []
     for batch in range(INSERT_BATCHES):
         fresh = [
-            {**row, "request_id": str(uuid.uuid4()),
-             "created_at": FIRST + SPACING * (batch * len(rows) + number)}
+            (FIRST + SPACING * (batch * len(rows) + number), str(uuid.uuid4()), *row[2:])
             for number, row in enumerate(rows)
-        ]  # fmt: skip
-        samples.append(best_of(1, lambda fresh=fresh: write_log_rows(fresh, url)))
-    return statistics.median(samples) * 1_000
-
-
-def insert_cost(url: str) -> tuple[float, float]:
-    """Batch insert time into an empty log with all migrations, and with those before 004."""
-    with db.get_engine(url).connect() as connection:
-        rows = [
-            dict(row)
-            for row in connection.execute(
-                text(f"SELECT {LOG_COLUMNS} FROM prediction_log LIMIT {BATCH_ROWS}")
-            ).mappings()
         ]
-    with_004 = empty_store(url, "mlops_bench_insert_all", "0[0-9][0-9]_*.sql")
-    before_004 = empty_store(url, "mlops_bench_insert_003", "00[1-3]_*.sql")
-    return insert_batch_ms(with_004, rows), insert_batch_ms(before_004, rows)
+        samples.append(best_of(1, lambda fresh=fresh: logstore.store(fresh, empty)))
+    return statistics.median(samples) * 1_000
 
 
 def main() -> None:
@@ -172,11 +152,9 @@ def main() -> None:
                     text(f"CREATE TABLE bench_seed AS SELECT {LOG_COLUMNS} FROM prediction_log")
                 )
         figures.append(("simulate + log seed rows", f"{SEED_ROWS / seeded[0]:,.0f} rows/s", "", ""))
-        with_004, before_004 = insert_cost(url)
-        figures += [
-            (f"insert {BATCH_ROWS}-row log batch, all migrations", f"{with_004:.0f} ms", "", ""),
-            (f"insert {BATCH_ROWS}-row log batch, before 004", f"{before_004:.0f} ms", "", ""),
-        ]
+        figures.append(
+            (f"store a {BATCH_ROWS}-row log batch", f"{insert_batch_ms(url):.0f} ms", "", "")
+        )
         copies = 1
         for size in sorted(args.sizes):
             target = size // SEED_ROWS

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from catboost import CatBoostClassifier
 from mlflow import MlflowClient
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from mlops_platform import db, drift, registry, traffic
 from mlops_platform.config import get_settings
@@ -29,7 +29,6 @@ from mlops_platform.schema import (
     CATEGORICAL_FEATURES,
     CREDIT_SCORES,
     FEATURE_NAMES,
-    NUMERIC_FEATURES,
     TARGET,
 )
 from mlops_platform.training import REFERENCE_PROFILE, reference_profile, split_by_customer
@@ -103,30 +102,6 @@ def report_rows(url: str) -> list[Any]:
         return connection.execute(
             text("SELECT report_id, kind, window_start, window_end, decision FROM drift_reports")
         ).all()
-
-
-def test_stored_columns_mirror_the_features_json(store_url: str) -> None:
-    columns = {c["name"] for c in inspect(db.get_engine(store_url)).get_columns("prediction_log")}
-    assert {f"f_{n}" for n in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)} <= columns
-    row = {
-        "request_id": "r1", "customer_id": None, "feature_month": None, "model_name": "m",
-        "model_version": "1", "predicted_class": "Good", "probabilities": "{}",
-        "unseen_categories": None, "latency_ms": 1.0, "created_at": LOGGED_AT,
-        "features": json.dumps({
-            "age": 41, "annual_income": 12345.678, "monthly_balance": None,
-            "occupation": "Wrîter", "credit_mix": "good", "payment_behaviour": "x" * 80,
-        }),
-    }  # fmt: skip
-    traffic.write_log_rows([row], store_url)
-    with db.get_engine(store_url).connect() as connection:
-        stored = connection.execute(
-            text(
-                "SELECT f_age, f_annual_income, f_monthly_balance, f_interest_rate, f_occupation,"
-                " f_credit_mix = 'Good', CHAR_LENGTH(f_payment_behaviour) FROM prediction_log"
-            )
-        ).one()
-    # Missing and null are NULL; categories keep their case (utf8mb4_bin); long ones are cut.
-    assert tuple(stored) == (41.0, 12345.678, None, None, "Wrîter", 0, 64)
 
 
 def test_sql_counts_equal_pandas_counts_for_the_window_and_version_only(

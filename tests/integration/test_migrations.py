@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from sqlalchemy import inspect, make_url, text
 
@@ -54,3 +56,39 @@ def test_an_edited_migration_is_refused(store_url: str, tmp_path) -> None:
 def test_a_database_name_that_is_not_an_identifier_is_rejected() -> None:
     with pytest.raises(ValueError, match="must name a database"):
         db.feature_store_url("mysql+pymysql://root@127.0.0.1/mlops`; DROP DATABASE x")
+
+
+def test_predictions_logged_before_006_keep_their_features_and_probabilities(
+    mariadb_server: str, tmp_path
+) -> None:
+    url = make_url(mariadb_server).set(database="mlops_t_before_006")
+    url_text = url.render_as_string(hide_password=False)
+    for migration_file in db.get_settings().mlops_sql_dir.glob("00[1-5]_*.sql"):
+        (tmp_path / migration_file.name).write_text(migration_file.read_text())
+    features = {**dict.fromkeys(FEATURE_NAMES), "age": 41, "type_of_loan": "Auto Loan"}
+    try:
+        db.upgrade(url_text, sql_dir=tmp_path)
+        with db.transaction(url_text) as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO prediction_log (request_id, model_name, model_version,"
+                    " features, predicted_class, probabilities, latency_ms, created_at)"
+                    " VALUES ('r1', 'm', '1', :features, 'Poor', :probabilities, 2.5,"
+                    " '2025-06-02 10:11:12.5')"
+                ),
+                {"features": json.dumps(features),
+                 "probabilities": json.dumps({"Good": 0.1, "Standard": 0.2, "Poor": 0.7})},
+            )  # fmt: skip
+
+        db.upgrade(url_text)
+
+        columns = {
+            c["name"] for c in inspect(db.get_engine(url_text)).get_columns("prediction_log")
+        }
+        assert {f"f_{name}" for name in FEATURE_NAMES} <= columns and "features" not in columns
+        with db.transaction(url_text) as connection:
+            row = connection.execute(text("SELECT * FROM prediction_log")).mappings().one()
+        assert (row["request_id"], row["f_age"], row["f_type_of_loan"]) == ("r1", 41, "Auto Loan")
+        assert (row["prob_good"], row["prob_standard"], row["prob_poor"]) == (0.1, 0.2, 0.7)
+    finally:
+        db.drop_database(url_text)

@@ -2,55 +2,86 @@
 
 from __future__ import annotations
 
+import csv
 import fcntl
-import json
+import io
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
+from mlops_platform import logstore
+from mlops_platform.schema import FEATURE_NAMES
 from serving.prediction_log import PredictionLogWriter, Spool
+from serving.schemas import EXAMPLE_RECORD
+
+REQUEST_ID = logstore.COLUMNS.index("request_id")
 
 
 class FakeTable:
-    """`prediction_log` under INSERT IGNORE: the first row per request_id wins."""
+    """`prediction_log` under LOAD DATA … IGNORE: the first row per request_id wins."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, dict] = {}
+        self.rows: dict[str, dict[str, str]] = {}  # request_id → column → field as loaded
         self.batch_sizes: list[int] = []
         self.attempted = 0
         self.down = False
-        self.fail_after_batches: int | None = None
+        self.lose_answers = False
         self.hang = threading.Event()
         self.release = threading.Event()
 
-    def write(self, rows) -> None:
+    def write(self, lines: bytes) -> int:
         if self.hang.is_set():
             self.release.wait(10)
-        if self.down or self.fail_after_batches == len(self.batch_sizes):
+        if self.down:
             raise ConnectionError("MariaDB is down")
+        rows = list(csv.reader(io.StringIO(lines.decode()), delimiter="\t"))
         self.batch_sizes.append(len(rows))
         self.attempted += len(rows)
+        before = len(self.rows)
         for row in rows:
-            self.rows.setdefault(row["request_id"], row)
+            self.rows.setdefault(row[REQUEST_ID], dict(zip(logstore.COLUMNS, row, strict=True)))
+        if self.lose_answers:
+            raise ConnectionError("lost connection to MariaDB during query")
+        return len(self.rows) - before
+
+    def load(self, path: Path) -> int:
+        return self.write(path.read_bytes())
 
     @property
     def ids(self) -> list[str]:
         return list(self.rows)
 
 
-def make_rows(count: int, start: int = 0) -> list[dict]:
-    return [
-        {"request_id": f"r{i:06d}", "features": {"age": 30 + i % 50}, "latency_ms": 1.5}
-        for i in range(start, start + count)
-    ]
+def make_rows(count: int, start: int = 0) -> list[tuple]:
+    first = datetime(2025, 6, 2)
+    numbers = range(start, start + count)
+    return [log_row(first + timedelta(milliseconds=i), f"r{i:06d}") for i in numbers]
 
 
-def ids(rows: list[dict]) -> list[str]:
-    return [row["request_id"] for row in rows]
+def log_row(created_at: datetime, request_id: str) -> tuple:
+    return logstore.log_row(
+        created_at=created_at, request_id=request_id, customer_id=None, feature_month=None,
+        model_name="m", model_version="1", predicted_class="Good",
+        probabilities=[0.5, 0.3, 0.2], unseen_categories=[], latency_ms=1.5,
+        features=EXAMPLE_RECORD,
+    )  # fmt: skip
+
+
+def ids(rows: list[tuple]) -> list[str]:
+    return [row[REQUEST_ID] for row in rows]
+
+
+def as_loaded(features: dict) -> dict[str, str]:
+    """The f_ fields of a logged record, as the load file carries them."""
+    return {
+        f"f_{name}": "" if features.get(name) is None else str(features[name])
+        for name in FEATURE_NAMES
+    }
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -116,26 +147,26 @@ def test_while_the_database_is_down_rows_are_spooled_then_replayed_once_in_order
 
     assert table.ids == ids(make_rows(170))
     assert table.attempted == 170
-    wait_until(lambda: not list((tmp_path / "spool").glob("*.jsonl")))
+    wait_until(lambda: not list((tmp_path / "spool").glob("*.tsv")))
     assert sample("mlops_prediction_log_rows_total", "replay") - replayed_before >= 150
 
 
-def test_a_replay_interrupted_midway_still_stores_each_row_exactly_once(table, tmp_path):
+def test_a_replay_whose_answer_was_lost_still_stores_each_row_exactly_once(table, tmp_path):
     spool = Spool(tmp_path)
-    spool.append(make_rows(300))
+    spool.append(logstore.encode(make_rows(300)))
     spool.seal()
 
-    table.fail_after_batches = 1
+    table.lose_answers = True  # the rows land, but the connection drops before the OK
     with pytest.raises(ConnectionError):
-        spool.replay(table, batch_rows=100)
-    assert len(table.rows) == 100 and len(list(tmp_path.glob("ready-*.jsonl"))) == 1
+        spool.replay(table)
+    assert len(table.rows) == 300 and len(list(tmp_path.glob("ready-*.tsv"))) == 1
 
-    table.fail_after_batches = None
-    assert spool.replay(table, batch_rows=100) == 300
+    table.lose_answers = False
+    assert spool.replay(table) == 0  # every row was there already
 
     assert table.ids == ids(make_rows(300))
-    assert table.attempted == 400  # the first 100 were sent twice and ignored once
-    assert not list(tmp_path.glob("*.jsonl"))
+    assert table.attempted == 600
+    assert not list(tmp_path.glob("*.tsv"))
 
 
 def test_a_full_queue_sends_new_rows_to_the_spool_so_memory_stays_bounded(table, make_writer):
@@ -169,7 +200,7 @@ def test_shutdown_during_an_outage_spools_the_queue_for_the_next_process(
     writer.submit(make_rows(70))
     writer.close()
     assert table.rows == {}
-    [ready] = (tmp_path / "spool").glob("ready-*.jsonl")
+    [ready] = (tmp_path / "spool").glob("ready-*.tsv")
     assert len(ready.read_text().splitlines()) == 70
 
     table.down = False
@@ -189,8 +220,8 @@ def test_a_writer_stuck_on_the_database_spools_everything_at_shutdown(table, mak
     writer.close(timeout=0.2)
 
     spooled = [
-        json.loads(line)["request_id"]
-        for path in (tmp_path / "spool").glob("*.jsonl")
+        line.split("\t")[REQUEST_ID]
+        for path in (tmp_path / "spool").glob("*.tsv")
         for line in path.read_text().splitlines()
     ]
     assert sorted(spooled) == ids(make_rows(30))
@@ -202,10 +233,10 @@ def test_files_of_dead_processes_are_claimed_and_those_of_live_ones_are_not(
 ):
     directory = tmp_path / "spool"
     directory.mkdir()
-    dead = directory / "active-otherhost-4242.jsonl"
-    dead.write_text("".join(json.dumps(row) + "\n" for row in make_rows(5)))
-    alive = directory / "active-otherhost-4343.jsonl"
-    alive.write_text("".join(json.dumps(row) + "\n" for row in make_rows(5, start=5)))
+    dead = directory / "active-otherhost-4242.tsv"
+    dead.write_bytes(logstore.encode(make_rows(5)))
+    alive = directory / "active-otherhost-4343.tsv"
+    alive.write_bytes(logstore.encode(make_rows(5, start=5)))
     with open(alive, "rb") as owner:
         fcntl.flock(owner, fcntl.LOCK_EX)  # a live process holds its file's lock
 
@@ -218,14 +249,14 @@ def test_files_of_dead_processes_are_claimed_and_those_of_live_ones_are_not(
         assert alive.exists() and not dead.exists()
 
 
-def test_a_torn_last_line_is_skipped_and_the_rest_replayed(table, tmp_path, caplog):
+def test_a_torn_last_line_is_dropped_and_the_rest_replayed(table, tmp_path, caplog):
     spool = Spool(tmp_path)
-    spool.append(make_rows(2))
+    spool.append(logstore.encode(make_rows(2)))
     spool.seal()
-    [ready] = tmp_path.glob("ready-*.jsonl")
-    with open(ready, "a") as handle:
-        handle.write('{"request_id": "r0000')  # a crash in the middle of an append
+    [ready] = tmp_path.glob("ready-*.tsv")
+    with open(ready, "ab") as handle:
+        handle.write(logstore.encode(make_rows(1, start=2))[:40])  # a crash mid-append
 
-    assert spool.replay(table, batch_rows=100) == 2
+    assert spool.replay(table) == 2
     assert table.ids == ids(make_rows(2))
-    assert "unreadable line 3" in caplog.text
+    assert "dropping a torn last line (40 bytes)" in caplog.text

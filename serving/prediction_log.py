@@ -18,8 +18,9 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -49,11 +50,14 @@ class MariaDBSink:
     """Stores encoded rows in `prediction_log` with one LOAD DATA … IGNORE per batch."""
 
     def __init__(self, url: str) -> None:
+        # mysqlclient runs the whole LOAD DATA (file included) in C without the GIL, so the
+        # request threads keep running; one autocommitted statement, no ping, per batch.
+        # A connection the server dropped fails one batch (spooled) and is replaced.
         self.engine = create_engine(
-            db.feature_store_url(url),
+            db.feature_store_url(url).set(drivername="mysql+mysqldb"),
             pool_size=1,
             max_overflow=0,
-            pool_pre_ping=True,
+            isolation_level="AUTOCOMMIT",
             connect_args={
                 "charset": "utf8mb4",
                 "local_infile": True,
@@ -64,11 +68,11 @@ class MariaDBSink:
         )
 
     def write(self, lines: bytes) -> int:
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             return logstore.load_lines(connection, lines)
 
     def load(self, path: Path) -> int:
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             return logstore.load_file(connection, path)
 
 
@@ -187,8 +191,24 @@ def _drop_torn_line(path: Path, handle: IO[bytes]) -> None:
     handle.truncate(keep)
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Encoded log rows on their way to the table: one request's, or a batch of them."""
+
+    rows: int
+    lines: bytes
+
+    @classmethod
+    def join(cls, chunks: Sequence[Chunk]) -> Chunk:
+        return cls(sum(c.rows for c in chunks), b"".join(c.lines for c in chunks))
+
+
 class PredictionLogWriter:
-    """A bounded queue of log rows and the thread that stores them (database, else spool)."""
+    """A bounded queue of log rows and the thread that stores them (database, else spool).
+
+    Rows are encoded in the submitting thread. The writer thread then only joins bytes
+    and waits on I/O, so it keeps up however busy the request threads keep the GIL.
+    """
 
     def __init__(
         self,
@@ -206,36 +226,39 @@ class PredictionLogWriter:
         self.flush_interval_s = flush_interval_s
         self.queue_max = queue_max
         self.retry_interval_s = retry_interval_s
-        self._queue: deque[LogRow] = deque()
+        self._queue: deque[Chunk] = deque()
+        self._queued_rows = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._retry_at = 0.0
-        self._in_flight: list[LogRow] = []
+        self._in_flight: Chunk | None = None
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     @property
     def backlog(self) -> int:
         """Rows waiting in memory."""
-        return len(self._queue)
+        return self._queued_rows
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, rows: list[LogRow]) -> None:
+    def submit(self, rows: Sequence[LogRow]) -> None:
         """Queue rows for the writer; never blocks on the database.
 
         When the queue is full (the writer cannot keep up) the rows go straight to the
         spool, so memory stays bounded and nothing is dropped.
         """
+        chunk = Chunk(len(rows), logstore.encode(rows))
         with self._lock:
-            accepted = len(self._queue) + len(rows) <= self.queue_max
+            accepted = self._queued_rows + chunk.rows <= self.queue_max
             if accepted:
-                self._queue.extend(rows)
-                full_batch = len(self._queue) >= self.batch_rows
+                self._queue.append(chunk)
+                self._queued_rows += chunk.rows
+                full_batch = self._queued_rows >= self.batch_rows
         if not accepted:
             try:
-                self._spool(rows)
+                self._spool(chunk)
             except OSError:  # the rows are queued instead; the writer retries the spool
                 log.exception("cannot write the prediction log spool")
         elif full_batch:
@@ -251,7 +274,7 @@ class PredictionLogWriter:
             # The thread is stuck on the database. Spool its batch too: if the insert
             # does land, the replayed copies are skipped (same key).
             log.error("prediction log writer did not stop within %.0f s; spooling", timeout)
-            if self._in_flight:
+            if self._in_flight is not None:
                 self._spool(self._in_flight)
             while batch := self._take():
                 self._spool(batch)
@@ -282,45 +305,52 @@ class PredictionLogWriter:
         metrics.log_backlog.set(self.backlog)
         metrics.spool_bytes.set(self.spool.size_bytes())
 
-    def _take(self) -> list[LogRow]:
+    def _take(self) -> Chunk | None:
+        """Whole queued chunks up to `batch_rows` rows (at least one), or None."""
         with self._lock:
-            return [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_rows))]
+            chunks: list[Chunk] = []
+            rows = 0
+            while self._queue and (not chunks or rows + self._queue[0].rows <= self.batch_rows):
+                chunks.append(self._queue.popleft())
+                rows += chunks[-1].rows
+            self._queued_rows -= rows
+        return Chunk.join(chunks) if chunks else None
 
-    def _store(self, batch: list[LogRow]) -> None:
+    def _store(self, batch: Chunk) -> None:
         """Into the database, or behind older rows in the spool (or there if it fails)."""
-        lines = logstore.encode(batch)
         if self.spool.has_rows():
-            self._spool(batch, lines)
+            self._spool(batch)
             return
         self._in_flight = batch
         try:
-            self.sink.write(lines)
+            self.sink.write(batch.lines)
         # Whatever stops the insert (server down, timeout, lost connection), the rows
         # must survive: they go to the spool and the database is retried later.
         except Exception as error:
-            log.warning("prediction log insert failed (%s); spooling %d rows", error, len(batch))
+            log.warning("prediction log insert failed (%s); spooling %d rows", error, batch.rows)
             self._retry_at = time.monotonic() + self.retry_interval_s
-            self._spool(batch, lines)
+            self._spool(batch)
         else:
-            self._count("database", len(batch))
+            self._count("database", batch.rows)
         finally:
-            self._in_flight = []
+            self._in_flight = None
 
-    def _spool(self, batch: list[LogRow], lines: bytes | None = None) -> None:
+    def _spool(self, batch: Chunk) -> None:
         try:
-            self.spool.append(lines or logstore.encode(batch))
+            self.spool.append(batch.lines)
         except OSError:
             with self._lock:
-                self._queue.extendleft(reversed(batch))
+                self._queue.appendleft(batch)
+                self._queued_rows += batch.rows
             raise
-        self._count("spool", len(batch))
+        self._count("spool", batch.rows)
 
     def _replay(self) -> None:
         self.spool.seal()
         self.spool.claim_orphans()
         try:
             stored = self.spool.replay(self.sink)
-        except Exception as error:  # same reasoning as in _write: retry later
+        except Exception as error:  # same reasoning as in _store: retry later
             log.warning("prediction log replay failed (%s); retrying later", error)
             self._retry_at = time.monotonic() + self.retry_interval_s
             return

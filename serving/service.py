@@ -19,11 +19,9 @@ import bentoml
 
 with bentoml.importing():
     import anyio.to_thread
-    import pydantic_core
     from fastapi import FastAPI
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
-    from starlette.responses import JSONResponse, Response
 
     from mlops_platform import logstore, registry
     from mlops_platform.config import get_settings
@@ -31,6 +29,7 @@ with bentoml.importing():
     from serving.champion import Champion, ChampionHolder, ChampionSource
     from serving.customers import CustomerFeatures
     from serving.metrics import serving_metrics
+    from serving.middleware import RequestLimits, RequestTimeout, error, json_response
     from serving.prediction_log import MariaDBSink, PredictionLogWriter, Spool
     from serving.schemas import (
         ChampionInfo,
@@ -64,65 +63,6 @@ class SkipClientErrors(logging.Filter):
 
 
 SKIP_CLIENT_ERRORS = SkipClientErrors()
-
-
-def error(status: int, message: str) -> JSONResponse:
-    """The service's own error answers: `{"error": message}`."""
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def json_response(payload: Any) -> Response:
-    """Serialised in Rust, skipping BentoML's re-validation of our own output."""
-    return Response(pydantic_core.to_json(payload), media_type="application/json")
-
-
-class RequestLimits:
-    """ASGI middleware: bodies over the size limit get 413, POST bodies that are not JSON 415."""
-
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
-        if media_type.lower() != b"application/json":
-            await error(415, "send the body as application/json")(scope, receive, send)
-            return
-        too_large = error(413, f"request body is larger than {self.max_body_bytes} bytes")
-        length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit():
-                await error(400, "Content-Length must be a whole number")(scope, receive, send)
-            elif int(length) > self.max_body_bytes:
-                await too_large(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
-        # Chunked upload: read it here, within the limit, and hand it on.
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
-                await too_large(scope, receive, send)
-                return
-
-        delivered = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal delivered
-            if delivered:  # later calls wait for the disconnect, as the server's would
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        await self.app(scope, replay, send)
 
 
 @bentoml.service(
@@ -271,3 +211,4 @@ def new_request_ids(count: int) -> list[str]:
 CreditScoreService.add_asgi_middleware(
     RequestLimits, max_body_bytes=get_settings().serving_max_body_bytes
 )
+RequestTimeout.install()

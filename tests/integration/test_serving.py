@@ -315,13 +315,13 @@ def test_a_log_store_outage_loses_no_prediction(
         assert {r.status_code for r in during} == {200}
         store_down = client.post("/predict_by_customer", {"customer_ids": ["CUS_0xnotcached"]})
         assert store_down.status_code == 503
-        wait_until(lambda: any((service_dir / "spool").glob("*.jsonl")),
+        wait_until(lambda: any((service_dir / "spool").glob("*.tsv")),
                    message="nothing was spooled")  # fmt: skip
     finally:
         log_store.restart()
 
     assert_log_holds_exactly_what_was_served(client, log_store)
-    wait_until(lambda: not list((service_dir / "spool").glob("*.jsonl")),
+    wait_until(lambda: not list((service_dir / "spool").glob("*.tsv")),
                message="spool files left after the replay")  # fmt: skip
     metrics = client.get("/metrics").text
     assert 'mlops_prediction_log_rows_total{destination="replay"}' in metrics

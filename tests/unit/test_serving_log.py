@@ -116,15 +116,16 @@ def make_writer(table: FakeTable, tmp_path: Path) -> Iterator[Callable[..., Pred
         writer.close(timeout=5)
 
 
-def test_rows_are_inserted_in_order_in_batches_of_at_most_batch_rows(table, make_writer):
-    writer = make_writer()
+def test_requests_are_inserted_in_order_in_batches_of_at_most_batch_rows(table, make_writer):
+    writer = make_writer(flush_interval_s=60)
+    for start in range(0, 300, 30):
+        writer.submit(make_rows(30, start=start))
+    writer.submit(make_rows(150, start=300))  # one request over the limit is one batch
     writer.start()
-    writer.submit(make_rows(250))
-    writer.submit(make_rows(10, start=250))
     writer.close()
 
-    assert table.ids == ids(make_rows(260))
-    assert max(table.batch_sizes) <= 100
+    assert table.ids == ids(make_rows(450))
+    assert table.batch_sizes == [90, 90, 90, 30, 150]
     assert writer.backlog == 0
 
 
@@ -214,7 +215,8 @@ def test_a_writer_stuck_on_the_database_spools_everything_at_shutdown(table, mak
     table.hang.set()
     writer = make_writer(batch_rows=10)
     writer.start()
-    writer.submit(make_rows(30))
+    for start in (0, 10, 20):
+        writer.submit(make_rows(10, start=start))
     wait_until(lambda: writer.backlog == 20)  # one batch is inside the hanging insert
 
     writer.close(timeout=0.2)

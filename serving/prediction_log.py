@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -191,23 +190,11 @@ def _drop_torn_line(path: Path, handle: IO[bytes]) -> None:
     handle.truncate(keep)
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """Encoded log rows on their way to the table: one request's, or a batch of them."""
-
-    rows: int
-    lines: bytes
-
-    @classmethod
-    def join(cls, chunks: Sequence[Chunk]) -> Chunk:
-        return cls(sum(c.rows for c in chunks), b"".join(c.lines for c in chunks))
-
-
 class PredictionLogWriter:
     """A bounded queue of log rows and the thread that stores them (database, else spool).
 
-    Rows are encoded in the submitting thread. The writer thread then only joins bytes
-    and waits on I/O, so it keeps up however busy the request threads keep the GIL.
+    The writer thread holds the GIL only to hand a batch to Arrow; Arrow writes the load
+    file and mysqlclient runs LOAD DATA without it, so busy request threads cannot starve it.
     """
 
     def __init__(
@@ -226,13 +213,13 @@ class PredictionLogWriter:
         self.flush_interval_s = flush_interval_s
         self.queue_max = queue_max
         self.retry_interval_s = retry_interval_s
-        self._queue: deque[Chunk] = deque()
+        self._queue: deque[Sequence[LogRow]] = deque()  # one entry per submit
         self._queued_rows = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._retry_at = 0.0
-        self._in_flight: Chunk | None = None
+        self._in_flight: list[LogRow] = []
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     @property
@@ -249,16 +236,15 @@ class PredictionLogWriter:
         When the queue is full (the writer cannot keep up) the rows go straight to the
         spool, so memory stays bounded and nothing is dropped.
         """
-        chunk = Chunk(len(rows), logstore.encode(rows))
         with self._lock:
-            accepted = self._queued_rows + chunk.rows <= self.queue_max
+            accepted = self._queued_rows + len(rows) <= self.queue_max
             if accepted:
-                self._queue.append(chunk)
-                self._queued_rows += chunk.rows
+                self._queue.append(rows)
+                self._queued_rows += len(rows)
                 full_batch = self._queued_rows >= self.batch_rows
         if not accepted:
             try:
-                self._spool(chunk)
+                self._spool(list(rows))
             except OSError:  # the rows are queued instead; the writer retries the spool
                 log.exception("cannot write the prediction log spool")
         elif full_batch:
@@ -274,7 +260,7 @@ class PredictionLogWriter:
             # The thread is stuck on the database. Spool its batch too: if the insert
             # does land, the replayed copies are skipped (same key).
             log.error("prediction log writer did not stop within %.0f s; spooling", timeout)
-            if self._in_flight is not None:
+            if self._in_flight:
                 self._spool(self._in_flight)
             while batch := self._take():
                 self._spool(batch)
@@ -305,45 +291,46 @@ class PredictionLogWriter:
         metrics.log_backlog.set(self.backlog)
         metrics.spool_bytes.set(self.spool.size_bytes())
 
-    def _take(self) -> Chunk | None:
-        """Whole queued chunks up to `batch_rows` rows (at least one), or None."""
+    def _take(self) -> list[LogRow]:
+        """Whole submits, oldest first, up to `batch_rows` rows (at least one submit)."""
+        batch: list[LogRow] = []
         with self._lock:
-            chunks: list[Chunk] = []
-            rows = 0
-            while self._queue and (not chunks or rows + self._queue[0].rows <= self.batch_rows):
-                chunks.append(self._queue.popleft())
-                rows += chunks[-1].rows
-            self._queued_rows -= rows
-        return Chunk.join(chunks) if chunks else None
+            while self._queue and (
+                not batch or len(batch) + len(self._queue[0]) <= self.batch_rows
+            ):
+                batch.extend(self._queue.popleft())
+            self._queued_rows -= len(batch)
+        return batch
 
-    def _store(self, batch: Chunk) -> None:
+    def _store(self, batch: list[LogRow]) -> None:
         """Into the database, or behind older rows in the spool (or there if it fails)."""
+        lines = logstore.encode(batch)
         if self.spool.has_rows():
-            self._spool(batch)
+            self._spool(batch, lines)
             return
         self._in_flight = batch
         try:
-            self.sink.write(batch.lines)
+            self.sink.write(lines)
         # Whatever stops the insert (server down, timeout, lost connection), the rows
         # must survive: they go to the spool and the database is retried later.
         except Exception as error:
-            log.warning("prediction log insert failed (%s); spooling %d rows", error, batch.rows)
+            log.warning("prediction log insert failed (%s); spooling %d rows", error, len(batch))
             self._retry_at = time.monotonic() + self.retry_interval_s
-            self._spool(batch)
+            self._spool(batch, lines)
         else:
-            self._count("database", batch.rows)
+            self._count("database", len(batch))
         finally:
-            self._in_flight = None
+            self._in_flight = []
 
-    def _spool(self, batch: Chunk) -> None:
+    def _spool(self, batch: list[LogRow], lines: bytes | None = None) -> None:
         try:
-            self.spool.append(batch.lines)
+            self.spool.append(lines or logstore.encode(batch))
         except OSError:
             with self._lock:
                 self._queue.appendleft(batch)
-                self._queued_rows += batch.rows
+                self._queued_rows += len(batch)
             raise
-        self._count("spool", batch.rows)
+        self._count("spool", len(batch))
 
     def _replay(self) -> None:
         self.spool.seal()

@@ -123,7 +123,13 @@ def insert_batch_ms(url: str) -> float:
     samples = []
     for batch in range(INSERT_BATCHES):
         fresh = [
-            (FIRST + SPACING * (batch * len(rows) + number), str(uuid.uuid4()), *row[2:])
+            (
+                (FIRST + SPACING * (batch * len(rows) + number)).strftime(
+                    logstore.TIMESTAMP_FORMAT
+                ),
+                str(uuid.uuid4()),
+                *row[2:],
+            )
             for number, row in enumerate(rows)
         ]
         samples.append(best_of(1, lambda fresh=fresh: logstore.store(fresh, empty)))

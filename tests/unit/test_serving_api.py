@@ -22,7 +22,7 @@ from mlops_platform.schema import CREDIT_SCORES, FEATURES
 from serving.champion import Champion
 from serving.schemas import EXAMPLE_RECORD, MAX_BATCH
 from tests.serving_harness import fit, labelled_frame, records
-from tests.unit.test_serving_log import FakeTable, as_loaded, wait_until
+from tests.unit.test_serving_log import FakeTable, features_of, logged_features, wait_until
 
 
 class FakeSource:
@@ -124,7 +124,7 @@ def test_one_record_gets_one_prediction_with_probabilities_and_model(client, fak
 
     wait_until(lambda: body["request_id"] in fakes["table"].rows)
     row = fakes["table"].rows[body["request_id"]]
-    assert as_loaded(EXAMPLE_RECORD).items() <= row.items()
+    assert logged_features(row) == features_of(EXAMPLE_RECORD)
     assert row["feature_month"] == "2025-06-01" and row["customer_id"] == "CUS_0x1a2b"
     assert {score: float(row[f"prob_{score.lower()}"]) for score in CREDIT_SCORES} == body[
         "probabilities"
@@ -141,9 +141,7 @@ def test_a_batch_gets_one_prediction_per_record_in_order(client, fakes):
     assert len(predictions) == 30 and len({p["request_id"] for p in predictions}) == 30
     wait_until(lambda: len(fakes["table"].rows) == 30)
     logged = [fakes["table"].rows[p["request_id"]] for p in predictions]
-    assert all(
-        as_loaded(record).items() <= row.items() for record, row in zip(batch, logged, strict=True)
-    )
+    assert [logged_features(row) for row in logged] == [features_of(r) for r in batch]
 
 
 def test_an_unseen_but_well_formed_category_is_predicted_and_flagged(client, fakes):

@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
 from mlops_platform import logstore
-from mlops_platform.schema import FEATURE_NAMES
+from mlops_platform.schema import FEATURE_NAMES, NUMERIC_FEATURES
 from serving.prediction_log import PredictionLogWriter, Spool
 from serving.schemas import EXAMPLE_RECORD
 
@@ -76,12 +77,17 @@ def ids(rows: list[tuple]) -> list[str]:
     return [row[REQUEST_ID] for row in rows]
 
 
-def as_loaded(features: dict) -> dict[str, str]:
-    """The f_ fields of a logged record, as the load file carries them."""
+def logged_features(row: dict[str, str]) -> dict[str, Any]:
+    """A FakeTable row's features typed back, as MariaDB stores them: numbers, text or None."""
+    fields = {name: row[f"f_{name}"] for name in FEATURE_NAMES}
     return {
-        f"f_{name}": "" if features.get(name) is None else str(features[name])
-        for name in FEATURE_NAMES
+        name: None if text == "" else float(text) if name in NUMERIC_FEATURES else text
+        for name, text in fields.items()
     }
+
+
+def features_of(record: dict) -> dict[str, Any]:
+    return {name: record.get(name) for name in FEATURE_NAMES}
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -222,9 +228,9 @@ def test_a_writer_stuck_on_the_database_spools_everything_at_shutdown(table, mak
     writer.close(timeout=0.2)
 
     spooled = [
-        line.split("\t")[REQUEST_ID]
+        row[REQUEST_ID]
         for path in (tmp_path / "spool").glob("*.tsv")
-        for line in path.read_text().splitlines()
+        for row in csv.reader(io.StringIO(path.read_text()), delimiter="\t")
     ]
     assert sorted(spooled) == ids(make_rows(30))
     table.release.set()

@@ -50,13 +50,14 @@ class MariaDBSink:
 
     def __init__(self, url: str) -> None:
         # mysqlclient runs the whole LOAD DATA (file included) in C without the GIL, so the
-        # request threads keep running; one autocommitted statement, no ping, per batch.
+        # request threads keep running; one autocommitted statement per batch, no other round trip.
         # A connection the server dropped fails one batch (spooled) and is replaced.
         self.engine = create_engine(
             db.feature_store_url(url).set(drivername="mysql+mysqldb"),
             pool_size=1,
             max_overflow=0,
             isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,  # nothing to roll back after an autocommitted load
             connect_args={
                 "charset": "utf8mb4",
                 "local_infile": True,

@@ -77,7 +77,7 @@ def log_row(
         created_at if isinstance(created_at, str) else created_at.strftime(TIMESTAMP_FORMAT),
         request_id, customer_id, feature_month, model_name, model_version, predicted_class,
         *probabilities, ",".join(unseen_categories) or None, latency_ms,
-        *(features.get(name) for name in FEATURE_NAMES),
+        *map(features.get, FEATURE_NAMES),
     )  # fmt: skip
 
 

@@ -127,7 +127,8 @@ class CreditScoreModel(mlflow.pyfunc.PythonModel):
         """Probabilities for raw records without pandas: the online service's path."""
         # An object array spares CatBoost a per-value type probe of nested lists (2x faster).
         rows = np.array([model_row(record) for record in records], dtype=object)
-        return self.classifier.predict_proba(rows)[:, self._class_order]
+        # One thread: each service worker is one process per core already.
+        return self.classifier.predict_proba(rows, thread_count=1)[:, self._class_order]
 
     def unseen_categories(self, record: Mapping[str, Any]) -> list[str]:
         """Categorical features whose value training never saw (a missing value is known)."""

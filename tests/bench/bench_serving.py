@@ -14,10 +14,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,9 +160,16 @@ def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str
 @dataclass(frozen=True)
 class Measurement:
     wrk: WrkResult
+    seconds: int  # how long wrk sent requests
     predicted: int  # records the service predicted (its /metrics counter)
     logged: int  # rows that reached prediction_log
     answered: int  # records in responses wrk received with 2xx
+    log_lag_s: float  # after wrk stopped, until every prediction was in prediction_log
+
+    @property
+    def sustained_per_s(self) -> float:
+        """Records per second with the logging included: until the last one was stored."""
+        return self.predicted / (self.seconds + self.log_lag_s)
 
     @property
     def cut_off(self) -> int:
@@ -176,10 +184,37 @@ def measure(
     before_predicted = settled(lambda: served_predictions(url))
     before_logged = settled(lambda: logged_rows(store_url))
     result = run_wrk(url + "/predict", body, connections, seconds, scratch)
-    predicted = settled(lambda: served_predictions(url)) - before_predicted
-    wait_for_log(store_url, before_logged + predicted)
+    ended = time.monotonic()
+    with counted_over_time(lambda: logged_rows(store_url)) as samples:
+        predicted = settled(lambda: served_predictions(url)) - before_predicted
+        wait_for_log(store_url, before_logged + predicted)
     logged = settled(lambda: logged_rows(store_url)) - before_logged
-    return Measurement(result, predicted, logged, result.ok * records)
+    caught_up = next(
+        (at for at, count in samples if count >= before_logged + predicted), time.monotonic()
+    )
+    return Measurement(
+        result, seconds, predicted, logged, result.ok * records, max(0.0, caught_up - ended)
+    )
+
+
+@contextmanager
+def counted_over_time(read: Callable[[], int], every_s: float = 0.1) -> Iterator[list]:
+    """(time, `read()`) every `every_s` seconds while the block runs."""
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            samples.append((time.monotonic(), read()))
+            stop.wait(every_s)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        poller.join()
 
 
 def main() -> None:
@@ -228,23 +263,30 @@ def logging_rows(label: str, m: Measurement, in_flight_limit: int) -> list[tuple
     ]  # fmt: skip
 
 
+def throughput(m: Measurement, unit: str) -> str:
+    """Records/s with logging included, and what wrk saw while it ran."""
+    return (
+        f"{m.sustained_per_s:,.0f} {unit}/s, all logged (wrk saw"
+        f" {m.wrk.requests_per_s:,.1f} req/s; the log caught up {m.log_lag_s:.1f} s later)"
+    )
+
+
 def report(args: argparse.Namespace, one: Measurement, many: Measurement) -> None:
-    rows_per_s = many.wrk.requests_per_s * args.batch_rows
     settings = get_settings()
     print_figures(
         f"Serving: {args.workers} workers on {os.cpu_count()} CPUs; wrk -t2 for {args.seconds} s"
         f" with {args.connections} (single) and {args.batch_connections} (batch) connections;"
         f" CatBoost {MODEL['iterations']} trees of depth {MODEL['depth']}; log batches of"
-        f" {settings.serving_log_batch_rows} rows every {settings.serving_log_flush_interval_s} s",
+        f" {settings.serving_log_batch_rows} rows every {settings.serving_log_flush_interval_s} s."
+        " Throughput counts until the last prediction is stored in prediction_log.",
         [
-            ("single record: throughput", f"{one.wrk.requests_per_s:,.0f} req/s",
-             ">= 600 req/s", verdict(one.wrk.requests_per_s >= 600)),
+            ("single record: throughput", throughput(one, "req"),
+             ">= 600 req/s", verdict(one.sustained_per_s >= 600)),
             ("single record: latency p50 / p99", f"{one.wrk.p50_ms:.1f} / {one.wrk.p99_ms:.1f} ms",
              "p99 <= 60 ms", verdict(one.wrk.p99_ms <= 60)),
             *logging_rows("single record", one, args.connections),
-            (f"{args.batch_rows:,}-record batch: throughput",
-             f"{rows_per_s:,.0f} rows/s ({many.wrk.requests_per_s:.1f} req/s)",
-             ">= 50,000 rows/s", verdict(rows_per_s >= 50_000)),
+            (f"{args.batch_rows:,}-record batch: throughput", throughput(many, "rows"),
+             ">= 50,000 rows/s", verdict(many.sustained_per_s >= 50_000)),
             (f"{args.batch_rows:,}-record batch: latency p50 / p99",
              f"{many.wrk.p50_ms:.0f} / {many.wrk.p99_ms:.0f} ms", "", ""),
             *logging_rows(f"{args.batch_rows:,}-record batch", many,

@@ -295,3 +295,16 @@ def test_without_a_champion_the_service_is_not_ready_and_says_why(
         for response in (client.post("/predict", json=EXAMPLE_RECORD), client.get("/metadata")):
             assert response.status_code == 503
             assert "no champion" in response.json()["error"]
+
+
+def test_request_ids_are_distinct_version_4_uuids() -> None:
+    import uuid
+
+    from serving.service import new_request_ids
+
+    ids = new_request_ids(2_000)
+
+    assert len(set(ids)) == 2_000
+    parsed = [uuid.UUID(request_id) for request_id in ids]
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert [str(u) for u in parsed] == ids

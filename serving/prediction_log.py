@@ -234,8 +234,9 @@ class PredictionLogWriter:
     def submit(self, rows: Sequence[LogRow]) -> None:
         """Queue rows for the writer; never blocks on the database.
 
-        When the queue is full (the writer cannot keep up) the rows go straight to the
-        spool, so memory stays bounded and nothing is dropped.
+        The writer spools batches itself once the queue is half full; should it fill up
+        anyway, the rows go straight to the spool, so memory stays bounded and nothing
+        is dropped.
         """
         with self._lock:
             accepted = self._queued_rows + len(rows) <= self.queue_max
@@ -287,7 +288,7 @@ class PredictionLogWriter:
         if self.spool.has_rows() and (final or time.monotonic() >= self._retry_at):
             self._replay()
         while batch := self._take():
-            self._store(batch)
+            self._store(batch, final)
         metrics = serving_metrics()
         metrics.log_backlog.set(self.backlog)
         metrics.spool_bytes.set(self.spool.size_bytes())
@@ -303,10 +304,13 @@ class PredictionLogWriter:
             self._queued_rows -= len(batch)
         return batch
 
-    def _store(self, batch: list[LogRow]) -> None:
-        """Into the database, or behind older rows in the spool (or there if it fails)."""
+    def _store(self, batch: list[LogRow], final: bool = False) -> None:
+        """Into the database; into the spool behind older spooled rows, when the database
+        fails, or while half the queue is full (so requests never have to spool themselves).
+        """
         lines = logstore.encode(batch)
-        if self.spool.has_rows():
+        falling_behind = not final and self.backlog > self.queue_max // 2
+        if self.spool.has_rows() or falling_behind:
             self._spool(batch, lines)
             return
         self._in_flight = batch

@@ -268,3 +268,32 @@ def test_a_torn_last_line_is_dropped_and_the_rest_replayed(table, tmp_path, capl
     assert spool.replay(table) == 2
     assert table.ids == ids(make_rows(2))
     assert "dropping a torn last line (40 bytes)" in caplog.text
+
+
+def test_a_writer_falling_behind_spools_itself_so_requests_never_touch_the_disk(
+    table, make_writer, monkeypatch
+):
+    spooled_by: set[str] = set()
+    writer = make_writer(queue_max=1_000, batch_rows=50)
+    original_append = writer.spool.append
+
+    def append(lines: bytes) -> None:
+        spooled_by.add(threading.current_thread().name)
+        original_append(lines)
+
+    monkeypatch.setattr(writer.spool, "append", append)
+    slow_write = table.write
+
+    def write(lines: bytes) -> int:  # the database takes 1,000 rows a second at most
+        time.sleep(0.05)
+        return slow_write(lines)
+
+    monkeypatch.setattr(table, "write", write)
+    writer.start()
+    for start in range(0, 2_000, 10):  # 5,000 rows a second
+        writer.submit(make_rows(10, start=start))
+        time.sleep(0.002)
+    wait_until(lambda: len(table.rows) == 2_000)
+
+    assert spooled_by == {"prediction-log"}
+    assert table.ids == ids(make_rows(2_000))

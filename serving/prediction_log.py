@@ -304,7 +304,7 @@ class PredictionLogWriter:
             self._queued_rows -= len(batch)
         return batch
 
-    def _store(self, batch: list[LogRow], final: bool = False) -> None:
+    def _store(self, batch: list[LogRow], final: bool) -> None:
         """Into the database; into the spool behind older spooled rows, when the database
         fails, or while half the queue is full (so requests never have to spool themselves).
         """

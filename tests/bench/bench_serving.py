@@ -114,11 +114,11 @@ def logged_rows(store_url: str) -> int:
         return connection.execute(text("SELECT COUNT(*) FROM prediction_log")).scalar_one()
 
 
-def wait_for_log(store_url: str, expected: int, timeout: float = 60) -> None:
-    """Until prediction_log holds `expected` rows (the writers caught up), or `timeout`."""
+def wait_for_count(samples: list[tuple[float, int]], expected: int, timeout: float = 60) -> None:
+    """Until the latest of `counted_over_time`'s samples reaches `expected`, or `timeout`."""
     deadline = time.monotonic() + timeout
-    while logged_rows(store_url) < expected and time.monotonic() < deadline:
-        time.sleep(0.25)
+    while not (samples and samples[-1][1] >= expected) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str]:
@@ -187,7 +187,7 @@ def measure(
     ended = time.monotonic()
     with counted_over_time(lambda: logged_rows(store_url)) as samples:
         predicted = settled(lambda: served_predictions(url)) - before_predicted
-        wait_for_log(store_url, before_logged + predicted)
+        wait_for_count(samples, before_logged + predicted)  # the writers caught up
     logged = settled(lambda: logged_rows(store_url)) - before_logged
     caught_up = next(
         (at for at, count in samples if count >= before_logged + predicted), time.monotonic()

@@ -1,8 +1,9 @@
 """Lossless prediction logging, off the request path.
 
-Requests hand rows (`logstore.log_row` tuples) to `PredictionLogWriter.submit`, which
-only appends to a bounded in-memory queue. A writer thread encodes them as load-file
-lines and stores them in `prediction_log` in batches with LOAD DATA; a row stored twice
+Requests hand their predictions (a `logstore.ScoredBatch`) to `PredictionLogWriter.submit`,
+which only appends to a bounded in-memory queue. A writer thread turns them into log rows,
+encodes those as load-file lines and stores them in `prediction_log` with LOAD DATA, many
+requests per statement; a row stored twice
 lands once (same key). While MariaDB is down, the lines go to a `Spool` (append-only
 files, fsync'd per batch), and each spool file is loaded as it is when the database is
 back, oldest first; while anything is spooled, newer rows queue behind it, so the table
@@ -18,14 +19,15 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 from sqlalchemy import create_engine
 
 from mlops_platform import db, logstore
+from mlops_platform.logstore import ScoredBatch
 from serving.metrics import serving_metrics
 
 # A hung server must not hold the writer (and so shutdown) for long; a refused
@@ -33,7 +35,6 @@ from serving.metrics import serving_metrics
 DB_TIMEOUT_S = 10
 RETRY_INTERVAL_S = 2.0
 CLOSE_TIMEOUT_S = 30.0
-LogRow = tuple[Any, ...]  # logstore.log_row
 log = logging.getLogger(__name__)
 
 
@@ -214,13 +215,13 @@ class PredictionLogWriter:
         self.flush_interval_s = flush_interval_s
         self.queue_max = queue_max
         self.retry_interval_s = retry_interval_s
-        self._queue: deque[Sequence[LogRow]] = deque()  # one entry per submit
+        self._queue: deque[ScoredBatch] = deque()  # one entry per submit
         self._queued_rows = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._retry_at = 0.0
-        self._in_flight: list[LogRow] = []
+        self._in_flight: list[ScoredBatch] = []
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     @property
@@ -231,22 +232,22 @@ class PredictionLogWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, rows: Sequence[LogRow]) -> None:
-        """Queue rows for the writer; never blocks on the database.
+    def submit(self, predictions: ScoredBatch) -> None:
+        """Queue a request's predictions for the writer; never blocks on the database.
 
         The writer spools batches itself once the queue is half full; should it fill up
         anyway, the rows go straight to the spool, so memory stays bounded and nothing
         is dropped.
         """
         with self._lock:
-            accepted = self._queued_rows + len(rows) <= self.queue_max
+            accepted = self._queued_rows + len(predictions) <= self.queue_max
             if accepted:
-                self._queue.append(rows)
-                self._queued_rows += len(rows)
+                self._queue.append(predictions)
+                self._queued_rows += len(predictions)
                 full_batch = self._queued_rows >= self.batch_rows
         if not accepted:
             try:
-                self._spool(list(rows))
+                self._spool([predictions])
             except OSError:  # the rows are queued instead; the writer retries the spool
                 log.exception("cannot write the prediction log spool")
         elif full_batch:
@@ -293,22 +294,22 @@ class PredictionLogWriter:
         metrics.log_backlog.set(self.backlog)
         metrics.spool_bytes.set(self.spool.size_bytes())
 
-    def _take(self) -> list[LogRow]:
+    def _take(self) -> list[ScoredBatch]:
         """Whole submits, oldest first, up to `batch_rows` rows (at least one submit)."""
-        batch: list[LogRow] = []
+        batch: list[ScoredBatch] = []
+        rows = 0
         with self._lock:
-            while self._queue and (
-                not batch or len(batch) + len(self._queue[0]) <= self.batch_rows
-            ):
-                batch.extend(self._queue.popleft())
-            self._queued_rows -= len(batch)
+            while self._queue and (not batch or rows + len(self._queue[0]) <= self.batch_rows):
+                batch.append(self._queue.popleft())
+                rows += len(batch[-1])
+            self._queued_rows -= rows
         return batch
 
-    def _store(self, batch: list[LogRow], final: bool) -> None:
+    def _store(self, batch: list[ScoredBatch], final: bool) -> None:
         """Into the database; into the spool behind older spooled rows, when the database
         fails, or while half the queue is full (so requests never have to spool themselves).
         """
-        lines = logstore.encode(batch)
+        lines = logstore.encode(logstore.table(batch))
         falling_behind = not final and self.backlog > self.queue_max // 2
         if self.spool.has_rows() or falling_behind:
             self._spool(batch, lines)
@@ -319,23 +320,23 @@ class PredictionLogWriter:
         # Whatever stops the insert (server down, timeout, lost connection), the rows
         # must survive: they go to the spool and the database is retried later.
         except Exception as error:
-            log.warning("prediction log insert failed (%s); spooling %d rows", error, len(batch))
+            log.warning("prediction log insert failed (%s); spooling %d rows", error, rows(batch))
             self._retry_at = time.monotonic() + self.retry_interval_s
             self._spool(batch, lines)
         else:
-            self._count("database", len(batch))
+            self._count("database", rows(batch))
         finally:
             self._in_flight = []
 
-    def _spool(self, batch: list[LogRow], lines: bytes | None = None) -> None:
+    def _spool(self, batch: list[ScoredBatch], lines: bytes | None = None) -> None:
         try:
-            self.spool.append(lines or logstore.encode(batch))
+            self.spool.append(lines or logstore.encode(logstore.table(batch)))
         except OSError:
             with self._lock:
-                self._queue.appendleft(batch)
-                self._queued_rows += len(batch)
+                self._queue.extendleft(reversed(batch))
+                self._queued_rows += rows(batch)
             raise
-        self._count("spool", len(batch))
+        self._count("spool", rows(batch))
 
     def _replay(self) -> None:
         self.spool.seal()
@@ -355,3 +356,7 @@ class PredictionLogWriter:
         metrics = serving_metrics()
         metrics.log_flushes.labels(destination=destination).inc()
         metrics.log_rows.labels(destination=destination).inc(rows)
+
+
+def rows(batch: list[ScoredBatch]) -> int:
+    return sum(map(len, batch))

@@ -25,6 +25,7 @@ with bentoml.importing():
 
     from mlops_platform import logstore, registry
     from mlops_platform.config import get_settings
+    from mlops_platform.model import predicted_classes
     from mlops_platform.schema import CREDIT_SCORES
     from serving.champion import Champion, ChampionHolder, ChampionSource
     from serving.customers import CustomerFeatures
@@ -42,11 +43,6 @@ with bentoml.importing():
 
 # Serves GET routes next to BentoML's POST-only APIs; BentoML adds them to /docs.json.
 routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-# What the caller is told and the log keeps alike; the log adds time, latency and features.
-LOGGED_PREDICTION_KEYS = (
-    "request_id", "customer_id", "feature_month", "model_name", "model_version",
-    "predicted_class", "unseen_categories",
-)  # fmt: skip
 NOT_READY = "no champion model is loaded: the registry has none and none is cached"
 # MLflow retries a dead server for minutes by default; the poller retries on its own.
 MLFLOW_CLIENT_ENVIRONMENT = {
@@ -163,36 +159,35 @@ class CreditScoreService:
         self, champion: Champion, records: Sequence[dict[str, Any]], started: float
     ) -> list[dict[str, Any]]:
         """Predict, then queue one log row per record; returns the predictions."""
-        probabilities = champion.model.predict_records(records).tolist()
+        model = champion.model
+        probabilities = model.predict_records(records)
+        classes = predicted_classes(probabilities).tolist()
+        unseen = [model.unseen_categories(record) for record in records]
+        request_ids = new_request_ids(len(records))
         predictions = [
             {
                 "request_id": request_id,
-                "predicted_class": CREDIT_SCORES[row.index(max(row))],
+                "predicted_class": predicted,
                 "probabilities": dict(zip(CREDIT_SCORES, row, strict=True)),
                 "model_name": champion.model_name,
                 "model_version": champion.version,
                 "customer_id": record.get("customer_id"),
                 "feature_month": record.get("month"),
-                "unseen_categories": champion.model.unseen_categories(record),
+                "unseen_categories": unseen_here,
             }
-            for record, row, request_id in zip(
-                records, probabilities, new_request_ids(len(records)), strict=True
+            for record, row, predicted, unseen_here, request_id in zip(
+                records, probabilities.tolist(), classes, unseen, request_ids, strict=True
             )
         ]
-        latency_ms = (time.perf_counter() - started) * 1000
-        created_at = datetime.now(UTC).strftime(logstore.TIMESTAMP_FORMAT)
         self.log.submit(
-            [
-                logstore.log_row(
-                    created_at=created_at,
-                    latency_ms=latency_ms,
-                    probabilities=row,
-                    features=record,
-                    **{key: prediction[key] for key in LOGGED_PREDICTION_KEYS},
-                )
-                for prediction, record, row in zip(predictions, records, probabilities, strict=True)
-            ]
-        )
+            logstore.ScoredBatch(
+                records, probabilities, classes, unseen, request_ids,
+                created_at=datetime.now(UTC).replace(tzinfo=None),
+                model_name=champion.model_name,
+                model_version=champion.version,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        )  # fmt: skip
         serving_metrics().predictions.labels(champion.model_name, champion.version).inc(
             len(records)
         )

@@ -37,6 +37,11 @@ _LOAN_POSITION = {loan: i for i, loan in enumerate(LOAN_TYPES)}
 ALPHABETICAL_ORDER = [CREDIT_SCORES.index(score) for score in sorted(CREDIT_SCORES)]
 
 
+def predicted_classes(probabilities: np.ndarray) -> np.ndarray:
+    """The most probable class of each row (columns in `CREDIT_SCORES` order)."""
+    return np.asarray(CREDIT_SCORES)[probabilities.argmax(axis=1)]
+
+
 def model_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Vectorised preprocessing of raw feature columns into CatBoost's input columns."""
     prepared = pd.DataFrame(index=frame.index)
@@ -172,7 +177,7 @@ class CreditScoreModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         probabilities = self.predict_proba(model_input)
         result = pd.DataFrame(probabilities, columns=list(PROBABILITY_COLUMNS))
-        result.insert(0, "predicted_class", np.array(CREDIT_SCORES)[probabilities.argmax(axis=1)])
+        result.insert(0, "predicted_class", predicted_classes(probabilities))
         return result
 
 
@@ -180,7 +185,7 @@ def classification_metrics(actual: Sequence[str], probabilities: np.ndarray) -> 
     """Accuracy, macro-F1, per-class F1 and log loss; columns in `CREDIT_SCORES` order."""
     from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-    predicted = np.array(CREDIT_SCORES)[probabilities.argmax(axis=1)]
+    predicted = predicted_classes(probabilities)
     per_class = f1_score(
         actual, predicted, labels=list(CREDIT_SCORES), average=None, zero_division=0
     )

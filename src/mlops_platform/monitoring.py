@@ -3,7 +3,8 @@
 A label is matched to logged predictions by (customer_id, feature_month = month); a
 prediction logged without either can never be matched, and reports count those. A window
 takes the labels that *arrived* in it (`observed_at`) with the predictions of those
-customer-months made before the window ended (each logged prediction counts): each run
+customer-months made before the window ended (each logged prediction counts; features of
+a month exist from its first day, so earlier rows cannot be its predictions): each run
 judges the newly arrived ground truth, and re-running a window sees the same rows.
 """
 
@@ -23,7 +24,10 @@ from mlops_platform.config import get_settings
 from mlops_platform.drift import Reference, Window
 from mlops_platform.schema import CREDIT_SCORES
 
-MATCHING_RULE = "prediction_log (customer_id, feature_month) = credit_labels (customer_id, month)"
+MATCHING_RULE = (
+    "prediction_log (customer_id, feature_month) = credit_labels (customer_id, month),"
+    " predicted on or after the first day of that month"
+)
 BASELINE_METRIC = "macro_f1"
 CLASS_INDEX = {score: i for i, score in enumerate(CREDIT_SCORES)}
 
@@ -93,19 +97,33 @@ class PerformanceReport:
 def _confusion_rows(
     connection: Connection, model_name: str, model_version: str | None, window: Window
 ) -> list[Any]:
+    # The log has no index on (customer_id, feature_month): it is scanned by its primary
+    # key from the oldest labelled month on, each row's label found by credit_labels' key.
+    earliest_month = connection.execute(
+        text(
+            "SELECT MIN(month) FROM credit_labels"
+            " WHERE observed_at >= :window_start AND observed_at < :window_end"
+        ),
+        {"window_start": window.start, "window_end": window.end},
+    ).scalar_one()
+    if earliest_month is None:
+        return []
     return connection.execute(
         text(
             "SELECT p.model_version, DATE(l.observed_at) AS day, p.predicted_class,"
             " l.credit_score, COUNT(*) AS n"
-            " FROM credit_labels l JOIN prediction_log p"
-            " ON p.customer_id = l.customer_id AND p.feature_month = l.month"
-            " WHERE l.observed_at >= :window_start AND l.observed_at < :window_end"
-            " AND p.model_name = :model_name AND p.created_at < :window_end"
+            " FROM prediction_log p STRAIGHT_JOIN credit_labels l"
+            " ON l.customer_id = p.customer_id AND l.month = p.feature_month"
+            " WHERE p.created_at >= :earliest_month AND p.created_at < :window_end"
+            " AND p.created_at >= l.month"
+            " AND l.observed_at >= :window_start AND l.observed_at < :window_end"
+            " AND p.model_name = :model_name"
             " AND (:model_version IS NULL OR p.model_version = :model_version)"
             " GROUP BY p.model_version, day, p.predicted_class, l.credit_score"
         ),
         {"model_name": model_name, "model_version": model_version,
-         "window_start": window.start, "window_end": window.end},
+         "earliest_month": earliest_month, "window_start": window.start,
+         "window_end": window.end},
     ).all()  # fmt: skip
 
 

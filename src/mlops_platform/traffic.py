@@ -31,7 +31,7 @@ from mlops_platform.data.generator import (
 )
 from mlops_platform.data.loader import upsert_frame
 from mlops_platform.drift import utc_naive
-from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES
+from mlops_platform.schema import FEATURE_NAMES
 
 if TYPE_CHECKING:
     from mlops_platform.model import CreditScoreModel
@@ -208,6 +208,7 @@ def _log(
     url: str | None,
 ) -> TrafficResult:
     from mlops_platform import registry
+    from mlops_platform.model import predicted_classes
 
     if model is None:
         model, model_version = champion_model()
@@ -216,30 +217,27 @@ def _log(
     started = time.perf_counter()
     probabilities = model.predict_proba(frame)
     latency_ms = (time.perf_counter() - started) * 1_000 / max(len(frame), 1)
-    classes = np.array(CREDIT_SCORES)[probabilities.argmax(axis=1)]
-    name = registry.model_name()
-    rows = [
-        logstore.log_row(
-            created_at=first + spacing * number,
-            request_id=str(uuid.uuid4()),
-            customer_id=customer_id,
-            feature_month=month,
-            model_name=name,
-            model_version=model_version,
-            predicted_class=predicted,
-            probabilities=p.tolist(),
-            unseen_categories=model.unseen_categories(record),
-            latency_ms=latency_ms,
-            features=record,
-        )
-        for number, (record, customer_id, predicted, p) in enumerate(
-            zip(feature_records(frame), frame["customer_id"], classes, probabilities, strict=True)
-        )
+    classes = predicted_classes(probabilities)
+    records = [
+        {**features, "customer_id": customer_id, "month": month}
+        for features, customer_id in zip(feature_records(frame), frame["customer_id"], strict=True)
     ]
+    rows = logstore.table(
+        [
+            logstore.ScoredBatch(
+                records, probabilities, classes, [model.unseen_categories(r) for r in records],
+                request_ids=[str(uuid.uuid4()) for _ in records],
+                created_at=[first + spacing * number for number in range(len(records))],
+                model_name=registry.model_name(),
+                model_version=model_version,
+                latency_ms=latency_ms,
+            )
+        ]
+    )  # fmt: skip
     logstore.store(rows, url)
     return TrafficResult(
         "log",
-        len(rows),
+        rows.num_rows,
         time.perf_counter() - started,
         dict(Counter(classes.tolist())),
         model_version,

@@ -199,9 +199,9 @@ def _log_plots_and_reports(
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
-    from mlops_platform.model import MODEL_COLUMNS
+    from mlops_platform.model import MODEL_COLUMNS, predicted_classes
 
-    predicted = np.array(CREDIT_SCORES)[probabilities.argmax(axis=1)]
+    predicted = predicted_classes(probabilities)
     figure, axes = plt.subplots(figsize=(5, 4.5))
     ConfusionMatrixDisplay.from_predictions(
         test[TARGET], predicted, labels=list(CREDIT_SCORES), ax=axes, colorbar=False
@@ -239,7 +239,7 @@ def train_candidate(
     import mlflow
 
     from mlops_platform import registry, tracking
-    from mlops_platform.model import CreditScoreModel, classification_metrics
+    from mlops_platform.model import CreditScoreModel, classification_metrics, predicted_classes
 
     if reason not in TRIGGER_REASONS:
         raise ValueError(f"reason must be one of {TRIGGER_REASONS}, got {reason!r}")
@@ -297,7 +297,7 @@ def train_candidate(
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as scratch:
             directory = Path(scratch)
             _log_plots_and_reports(directory, model, splits["test"], test_probabilities)
-            predicted = np.array(CREDIT_SCORES)[test_probabilities.argmax(axis=1)]
+            predicted = predicted_classes(test_probabilities)
             profile = reference_profile(splits["train"], predicted, day)
             (directory / REFERENCE_PROFILE).write_text(json.dumps(profile, indent=1))
             mlflow.log_artifacts(str(directory))

@@ -1,4 +1,4 @@
-"""Drift-check speed on 1M and 10M logged predictions, and the cost of one log batch.
+"""Drift-check speed on 1M and 10M logged predictions, live accuracy, one log batch's cost.
 
 Seed rows are real simulated traffic; the server copies them (shifted in time, new
 request ids) up to each size.
@@ -20,18 +20,19 @@ import numpy as np
 from catboost import CatBoostClassifier
 from sqlalchemy import text
 
-from mlops_platform import db, drift, logstore
+from mlops_platform import db, drift, logstore, monitoring
 from mlops_platform.config import get_settings
 from mlops_platform.drift import Reference, Window
 from mlops_platform.model import CATEGORICAL_POSITIONS, CreditScoreModel, model_frame
 from mlops_platform.schema import CATEGORICAL_FEATURES, CREDIT_SCORES
-from mlops_platform.traffic import simulate, traffic_month
+from mlops_platform.traffic import deliver_labels, simulate, traffic_month
 from mlops_platform.training import reference_profile
 from tests.bench.common import print_figures, stopwatch, throwaway_store, verdict
 
 SEED_ROWS = 20_000
 SPACING = timedelta(milliseconds=100)
 FIRST = datetime(2026, 1, 1)
+SEED_MONTH, SEED_START = date(2026, 1, 1), date(2025, 1, 1)
 LOG_COLUMNS = ", ".join(logstore.COLUMNS)
 # The same columns, after created_at and request_id, which every copy replaces.
 COPIED_COLUMNS = ", ".join(logstore.COLUMNS[2:])
@@ -122,18 +123,31 @@ def insert_batch_ms(url: str) -> float:
     db.upgrade(empty)
     samples = []
     for batch in range(INSERT_BATCHES):
-        fresh = [
-            (
-                (FIRST + SPACING * (batch * len(rows) + number)).strftime(
-                    logstore.TIMESTAMP_FORMAT
-                ),
-                str(uuid.uuid4()),
-                *row[2:],
-            )
-            for number, row in enumerate(rows)
-        ]
+        fresh = logstore.columns_table(
+            [
+                [FIRST + SPACING * (batch * len(rows) + number) for number in range(len(rows))],
+                [str(uuid.uuid4()) for _ in rows],
+                *list(zip(*rows, strict=True))[2:],
+            ]
+        )
         samples.append(best_of(1, lambda fresh=fresh: logstore.store(fresh, empty)))
     return statistics.median(samples) * 1_000
+
+
+def live_accuracy_s(logged: Window, url: str) -> float:
+    """Seconds for live accuracy when every seed customer's label arrives after `logged`.
+
+    Each copy of the seed predicts the same customer-months, so every logged row in the
+    window is matched: the label join reads the whole log window by primary key.
+    """
+    arrived = logged.end + timedelta(hours=1)
+    deliver_labels(SEED_ROWS, SEED_MONTH, start=SEED_START, observed_at=arrived, url=url)
+    return best_of(
+        2,
+        lambda: monitoring.performance(
+            arrived, arrived + timedelta(days=1), url, baselines={"1": None}
+        ),
+    )
 
 
 def main() -> None:
@@ -150,7 +164,7 @@ def main() -> None:
     with reports, throwaway_store() as url:
         with stopwatch() as seeded:
             simulate(
-                SEED_ROWS, date(2026, 1, 1), target="log", start=date(2025, 1, 1),
+                SEED_ROWS, SEED_MONTH, target="log", start=SEED_START,
                 model=model, model_version="1", at=FIRST, url=url,
             )  # fmt: skip
             with db.transaction(url) as connection:
@@ -186,6 +200,10 @@ def main() -> None:
                 figures.append(
                     (f"whole check of {size:,} rows (counts, stats, report, HTML)",
                      f"{checked:.1f} s", "<= 10 s", verdict(checked <= 10))
+                )  # fmt: skip
+                figures.append(
+                    (f"live accuracy: {SEED_ROWS:,} labels against {size:,} logged rows",
+                     f"{live_accuracy_s(window, url):.1f} s", "", "")
                 )  # fmt: skip
             else:
                 latest = window_of(1_000_000 // SEED_ROWS, copies - 1_000_000 // SEED_ROWS)

@@ -14,11 +14,10 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,12 +89,28 @@ def run_wrk(url: str, body: bytes, connections: int, seconds: int, scratch: Path
     )
 
 
-def served_predictions(url: str) -> int:
-    """The service's own count of predicted records (all workers), from /metrics."""
+def metric_total(url: str, name: str, labels: str = "") -> int:
+    """A counter of the service summed over its workers and label sets, from /metrics."""
     with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    return int(
-        sum(float(v) for v in re.findall(r"^mlops_predictions_total\{.*\} (\S+)$", metrics, re.M))
+    pattern = rf"^{name}\{{[^}}]*{labels}[^}}]*\}} (\S+)$"
+    return int(sum(float(value) for value in re.findall(pattern, metrics, re.M)))
+
+
+def served_predictions(url: str) -> int:
+    """Records the service predicted (all workers)."""
+    return metric_total(url, "mlops_predictions_total")
+
+
+def stored_log_rows(url: str) -> int:
+    """Log rows the service's writers stored in the database, directly or by spool replay.
+
+    Read from /metrics: polling COUNT(*) on the log instead would scan the whole table
+    each time and slow down the very inserts being waited for.
+    """
+    return sum(
+        metric_total(url, "mlops_prediction_log_rows_total", f'destination="{destination}"')
+        for destination in ("database", "replay")
     )
 
 
@@ -112,13 +127,6 @@ def settled(read: Callable[[], int], quiet_s: float = 1.0) -> int:
 def logged_rows(store_url: str) -> int:
     with db.transaction(store_url) as connection:
         return connection.execute(text("SELECT COUNT(*) FROM prediction_log")).scalar_one()
-
-
-def wait_for_count(samples: list[tuple[float, int]], expected: int, timeout: float = 60) -> None:
-    """Until the latest of `counted_over_time`'s samples reaches `expected`, or `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not (samples and samples[-1][1] >= expected) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str]:
@@ -182,39 +190,26 @@ def measure(
     scratch: Path,
 ) -> Measurement:  # fmt: skip
     before_predicted = settled(lambda: served_predictions(url))
-    before_logged = settled(lambda: logged_rows(store_url))
+    before_stored = settled(lambda: stored_log_rows(url))
+    before_logged = logged_rows(store_url)
     result = run_wrk(url + "/predict", body, connections, seconds, scratch)
     ended = time.monotonic()
-    with counted_over_time(lambda: logged_rows(store_url)) as samples:
-        predicted = settled(lambda: served_predictions(url)) - before_predicted
-        wait_for_count(samples, before_logged + predicted)  # the writers caught up
-    logged = settled(lambda: logged_rows(store_url)) - before_logged
-    caught_up = next(
-        (at for at, count in samples if count >= before_logged + predicted), time.monotonic()
-    )
+    predicted = settled(lambda: served_predictions(url)) - before_predicted
+    caught_up = wait_until(lambda: stored_log_rows(url) - before_stored >= predicted)
+    logged = logged_rows(store_url) - before_logged  # the audit: rows really in the table
     return Measurement(
         result, seconds, predicted, logged, result.ok * records, max(0.0, caught_up - ended)
     )
 
 
-@contextmanager
-def counted_over_time(read: Callable[[], int], every_s: float = 0.1) -> Iterator[list]:
-    """(time, `read()`) every `every_s` seconds while the block runs."""
-    samples: list[tuple[float, int]] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            samples.append((time.monotonic(), read()))
-            stop.wait(every_s)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    try:
-        yield samples
-    finally:
-        stop.set()
-        poller.join()
+def wait_until(condition: Callable[[], bool], timeout: float = 120, every_s: float = 0.1) -> float:
+    """When `condition()` first held (time.monotonic()), checked every `every_s` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the log did not catch up within {timeout:.0f} s")
+        time.sleep(every_s)
+    return time.monotonic()
 
 
 def main() -> None:

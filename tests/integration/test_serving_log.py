@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timedelta
 
+import numpy as np
+import pyarrow as pa
 from sqlalchemy import text
 
 from mlops_platform import db, logstore
@@ -15,15 +17,19 @@ from serving.schemas import EXAMPLE_RECORD
 LOGGED_AT = datetime(2025, 6, 2, 10, 11, 12, 123456)
 
 
-def row(number: int = 0, **changes) -> tuple:
-    fields = {
-        "created_at": LOGGED_AT + timedelta(milliseconds=number),
-        "request_id": str(uuid.uuid4()), "customer_id": "CUS_0x1",
-        "feature_month": date(2025, 6, 1), "model_name": "credit_score", "model_version": "3",
-        "predicted_class": "Poor", "probabilities": [0.1, 0.2, 0.7],
-        "unseen_categories": ["occupation"], "latency_ms": 1.25, "features": EXAMPLE_RECORD,
-    } | changes  # fmt: skip
-    return logstore.log_row(**fields)
+def rows(
+    count: int = 1, start: int = 0, features=EXAMPLE_RECORD, unseen=("occupation",), **ids
+) -> pa.Table:
+    """`count` logged predictions of `features`, 1 ms apart from LOGGED_AT + `start` ms."""
+    record = {**features, "customer_id": "CUS_0x1", "month": date(2025, 6, 1)} | ids
+    numbers = range(start, start + count)
+    predictions = logstore.ScoredBatch(
+        [record] * count, np.tile([0.1, 0.2, 0.7], (count, 1)), ["Poor"] * count,
+        [unseen] * count, [str(uuid.uuid4()) for _ in numbers],
+        created_at=[LOGGED_AT + timedelta(milliseconds=n) for n in numbers],
+        model_name="credit_score", model_version="3", latency_ms=1.25,
+    )  # fmt: skip
+    return logstore.table([predictions])
 
 
 def stored(url: str) -> list[dict]:
@@ -36,15 +42,16 @@ def test_rows_round_trip_with_typed_features_and_a_repeated_row_is_stored_once(
     store_url,
 ) -> None:
     sink = MariaDBSink(store_url)
-    first = row()
+    first = rows()
     unusual = {"age": 41, "annual_income": 12_345.678, "occupation": 'Wrîter "x"\tthen\nleave'}
-    sparse = row(1, customer_id=None, feature_month=None, unseen_categories=[], features=unusual)
+    sparse = rows(start=1, features=unusual, unseen=(), customer_id=None, month=None)
 
-    assert sink.write(logstore.encode([first, sparse])) == 2
-    assert sink.write(logstore.encode([first])) == 0
+    assert sink.write(logstore.encode(pa.concat_tables([first, sparse]))) == 2
+    assert sink.write(logstore.encode(first)) == 0
 
     [one, two] = stored(store_url)
-    assert one["request_id"] == first[1] and one["created_at"] == LOGGED_AT
+    assert one["request_id"] == first["request_id"][0].as_py()
+    assert one["created_at"] == LOGGED_AT
     assert (one["prob_good"], one["prob_standard"], one["prob_poor"]) == (0.1, 0.2, 0.7)
     assert (one["feature_month"], one["unseen_categories"]) == (date(2025, 6, 1), "occupation")
     assert {name: one[f"f_{name}"] for name in FEATURE_NAMES} == {
@@ -59,13 +66,13 @@ def test_rows_round_trip_with_typed_features_and_a_repeated_row_is_stored_once(
 
 
 def test_a_spool_file_is_loaded_as_it_is_exactly_once_in_time_order(store_url, tmp_path) -> None:
-    rows = [row(number) for number in range(1_200)]
+    logged = rows(1_200)
     spool = Spool(tmp_path)
-    spool.append(logstore.encode(rows[:700]))
-    spool.append(logstore.encode(rows[700:]))
+    spool.append(logstore.encode(logged[:700]))
+    spool.append(logstore.encode(logged[700:]))
     spool.seal()
-    MariaDBSink(store_url).write(logstore.encode(rows[:500]))  # as if a replay half-landed
+    MariaDBSink(store_url).write(logstore.encode(logged[:500]))  # as if a replay half-landed
 
     assert spool.replay(MariaDBSink(store_url)) == 700
-    assert [r["request_id"] for r in stored(store_url)] == [r[1] for r in rows]
+    assert [r["request_id"] for r in stored(store_url)] == logged["request_id"].to_pylist()
     assert not list(tmp_path.glob("*.tsv"))

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
@@ -21,6 +22,7 @@ from serving.prediction_log import PredictionLogWriter, Spool
 from serving.schemas import EXAMPLE_RECORD
 
 REQUEST_ID = logstore.COLUMNS.index("request_id")
+FEATURES_ONLY = {name: EXAMPLE_RECORD[name] for name in FEATURE_NAMES}
 
 
 class FakeTable:
@@ -58,23 +60,23 @@ class FakeTable:
         return list(self.rows)
 
 
-def make_rows(count: int, start: int = 0) -> list[tuple]:
+def make_rows(count: int, start: int = 0) -> logstore.ScoredBatch:
     first = datetime(2025, 6, 2)
     numbers = range(start, start + count)
-    return [log_row(first + timedelta(milliseconds=i), f"r{i:06d}") for i in numbers]
-
-
-def log_row(created_at: datetime, request_id: str) -> tuple:
-    return logstore.log_row(
-        created_at=created_at, request_id=request_id, customer_id=None, feature_month=None,
-        model_name="m", model_version="1", predicted_class="Good",
-        probabilities=[0.5, 0.3, 0.2], unseen_categories=[], latency_ms=1.5,
-        features=EXAMPLE_RECORD,
+    return logstore.ScoredBatch(
+        [FEATURES_ONLY] * count, np.tile([0.5, 0.3, 0.2], (count, 1)), ["Good"] * count,
+        [[]] * count, [f"r{i:06d}" for i in numbers],
+        created_at=[first + timedelta(milliseconds=i) for i in numbers],
+        model_name="m", model_version="1", latency_ms=1.5,
     )  # fmt: skip
 
 
-def ids(rows: list[tuple]) -> list[str]:
-    return [row[REQUEST_ID] for row in rows]
+def encoded(*batches: logstore.ScoredBatch) -> bytes:
+    return logstore.encode(logstore.table(batches))
+
+
+def ids(rows: logstore.ScoredBatch) -> list[str]:
+    return list(rows.request_ids)
 
 
 def logged_features(row: dict[str, str]) -> dict[str, Any]:
@@ -160,7 +162,7 @@ def test_while_the_database_is_down_rows_are_spooled_then_replayed_once_in_order
 
 def test_a_replay_whose_answer_was_lost_still_stores_each_row_exactly_once(table, tmp_path):
     spool = Spool(tmp_path)
-    spool.append(logstore.encode(make_rows(300)))
+    spool.append(encoded(make_rows(300)))
     spool.seal()
 
     table.lose_answers = True  # the rows land, but the connection drops before the OK
@@ -242,9 +244,9 @@ def test_files_of_dead_processes_are_claimed_and_those_of_live_ones_are_not(
     directory = tmp_path / "spool"
     directory.mkdir()
     dead = directory / "active-otherhost-4242.tsv"
-    dead.write_bytes(logstore.encode(make_rows(5)))
+    dead.write_bytes(encoded(make_rows(5)))
     alive = directory / "active-otherhost-4343.tsv"
-    alive.write_bytes(logstore.encode(make_rows(5, start=5)))
+    alive.write_bytes(encoded(make_rows(5, start=5)))
     with open(alive, "rb") as owner:
         fcntl.flock(owner, fcntl.LOCK_EX)  # a live process holds its file's lock
 
@@ -259,11 +261,11 @@ def test_files_of_dead_processes_are_claimed_and_those_of_live_ones_are_not(
 
 def test_a_torn_last_line_is_dropped_and_the_rest_replayed(table, tmp_path, caplog):
     spool = Spool(tmp_path)
-    spool.append(logstore.encode(make_rows(2)))
+    spool.append(encoded(make_rows(2)))
     spool.seal()
     [ready] = tmp_path.glob("ready-*.tsv")
     with open(ready, "ab") as handle:
-        handle.write(logstore.encode(make_rows(1, start=2))[:40])  # a crash mid-append
+        handle.write(encoded(make_rows(1, start=2))[:40])  # a crash mid-append
 
     assert spool.replay(table) == 2
     assert table.ids == ids(make_rows(2))

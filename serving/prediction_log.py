@@ -3,11 +3,10 @@
 Requests hand their predictions (a `logstore.ScoredBatch`) to `PredictionLogWriter.submit`,
 which only appends to a bounded in-memory queue. A writer thread turns them into log rows,
 encodes those as load-file lines and stores them in `prediction_log` with LOAD DATA, many
-requests per statement; a row stored twice
-lands once (same key). While MariaDB is down, the lines go to a `Spool` (append-only
-files, fsync'd per batch), and each spool file is loaded as it is when the database is
-back, oldest first; while anything is spooled, newer rows queue behind it, so the table
-receives rows in the order they were spooled.
+requests per statement; a row stored twice lands once (same key). While MariaDB is down,
+the lines go to a `Spool` (append-only files, fsync'd per batch), and each spool file is
+loaded as it is when the database is back, oldest first; while anything is spooled, newer
+rows queue behind it, so the table receives rows in the order they were spooled.
 """
 
 from __future__ import annotations
@@ -320,11 +319,13 @@ class PredictionLogWriter:
         # Whatever stops the insert (server down, timeout, lost connection), the rows
         # must survive: they go to the spool and the database is retried later.
         except Exception as error:
-            log.warning("prediction log insert failed (%s); spooling %d rows", error, rows(batch))
+            log.warning(
+                "prediction log insert failed (%s); spooling %d rows", error, row_count(batch)
+            )
             self._retry_at = time.monotonic() + self.retry_interval_s
             self._spool(batch, lines)
         else:
-            self._count("database", rows(batch))
+            self._count("database", row_count(batch))
         finally:
             self._in_flight = []
 
@@ -334,9 +335,9 @@ class PredictionLogWriter:
         except OSError:
             with self._lock:
                 self._queue.extendleft(reversed(batch))
-                self._queued_rows += rows(batch)
+                self._queued_rows += row_count(batch)
             raise
-        self._count("spool", rows(batch))
+        self._count("spool", row_count(batch))
 
     def _replay(self) -> None:
         self.spool.seal()
@@ -358,5 +359,5 @@ class PredictionLogWriter:
         metrics.log_rows.labels(destination=destination).inc(rows)
 
 
-def rows(batch: list[ScoredBatch]) -> int:
+def row_count(batch: list[ScoredBatch]) -> int:
     return sum(map(len, batch))

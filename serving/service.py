@@ -162,7 +162,7 @@ class CreditScoreService:
         model = champion.model
         probabilities = model.predict_records(records)
         classes = predicted_classes(probabilities).tolist()
-        unseen = [model.unseen_categories(record) for record in records]
+        unseen = model.unseen_categories(records)
         request_ids = new_request_ids(len(records))
         predictions = [
             {

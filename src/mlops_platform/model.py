@@ -135,14 +135,18 @@ class CreditScoreModel(mlflow.pyfunc.PythonModel):
         # One thread: each service worker is one process per core already.
         return self.classifier.predict_proba(rows, thread_count=1)[:, self._class_order]
 
-    def unseen_categories(self, record: Mapping[str, Any]) -> list[str]:
-        """Categorical features whose value training never saw (a missing value is known)."""
-        return [
-            name
-            for name in CATEGORICAL_FEATURES
-            if record.get(name) is not None
-            and str(record[name]) not in self.known_categories.get(name, ())
-        ]
+    def unseen_categories(self, records: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+        """Per record, the categorical features whose value training never saw (a missing
+        value is known). Set arithmetic per column first: usually every value is known."""
+        unseen: list[list[str]] = [[] for _ in records]
+        for name in CATEGORICAL_FEATURES:
+            known = self.known_categories.get(name, set())
+            values = [record.get(name) for record in records]
+            if set(values) - known - {None}:
+                for names, value in zip(unseen, values, strict=True):
+                    if value is not None and str(value) not in known:
+                        names.append(name)
+        return unseen
 
     def log_to_mlflow(self, input_example: pd.DataFrame, name: str = "model") -> Any:
         """Log as a pyfunc (classifier + preprocessing spec) in the active run: a ModelInfo."""

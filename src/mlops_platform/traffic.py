@@ -225,7 +225,7 @@ def _log(
     rows = logstore.table(
         [
             logstore.ScoredBatch(
-                records, probabilities, classes, [model.unseen_categories(r) for r in records],
+                records, probabilities, classes, model.unseen_categories(records),
                 request_ids=[str(uuid.uuid4()) for _ in records],
                 created_at=[first + spacing * number for number in range(len(records))],
                 model_name=registry.model_name(),

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -129,8 +130,11 @@ def logged_rows(store_url: str) -> int:
         return connection.execute(text("SELECT COUNT(*) FROM prediction_log")).scalar_one()
 
 
-def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str]:
-    """Store, MLflow, champion and service, torn down by `stack`: (service URL, store URL)."""
+def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str, dict[str, int]]:
+    """Store, MLflow, champion and service, torn down by `stack`.
+
+    Returns the service URL, the store URL, and the processes whose CPU time is reported.
+    """
     store_url = stack.enter_context(throwaway_store("mlops_bench"))
     backend = db.feature_store_url(store_url).set(database="mlflow_bench")
     port = free_port()
@@ -162,7 +166,56 @@ def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str
     ).start()
     stack.callback(service.stop)
     service.wait()
-    return service.url, store_url
+    processes = {"service": service.process.pid}  # `bentoml serve`: its workers descend from it
+    if (mariadb := mariadb_pid(db.make_url(store_url).port)) is not None:
+        processes["MariaDB"] = mariadb
+    return service.url, store_url, processes
+
+
+def mariadb_pid(port: int | None) -> int | None:
+    """The local `mariadbd` listening on `port`, if there is one."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended meanwhile
+            continue
+        if arguments[0].endswith(b"mariadbd") and f"--port={port}".encode() in arguments:
+            return int(cmdline.parent.name)
+    return None
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) that a live process and its descendants used (Linux)."""
+    parent, ticks = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        pid = int(stat.parent.name)
+        parent[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+
+    def descends(pid: int) -> bool:
+        while pid not in (root, 0, 1):
+            pid = parent.get(pid, 0)
+        return pid == root
+
+    return sum(t for pid, t in ticks.items() if descends(pid)) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU time of the machine so far, from /proc/stat: steal is time the
+    hypervisor gave this VM's virtual CPUs to others, so figures vary with the neighbours."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split()[1:9]
+    )
+    return user + nice + system + idle + iowait + irq + softirq + steal, steal
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's finished children: wrk, once it has been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True)
@@ -173,6 +226,8 @@ class Measurement:
     logged: int  # rows that reached prediction_log
     answered: int  # records in responses wrk received with 2xx
     log_lag_s: float  # after wrk stopped, until every prediction was in prediction_log
+    cpu_us_per_record: dict[str, float]  # process → CPU µs per predicted record
+    stolen: float  # share of the machine's CPU time the hypervisor took while wrk ran
 
     @property
     def sustained_per_s(self) -> float:
@@ -186,20 +241,29 @@ class Measurement:
 
 
 def measure(
-    url: str, store_url: str, body: bytes, records: int, connections: int, seconds: int,
-    scratch: Path,
+    url: str, store_url: str, processes: dict[str, int], body: bytes, records: int,
+    connections: int, seconds: int, scratch: Path,
 ) -> Measurement:  # fmt: skip
     before_predicted = settled(lambda: served_predictions(url))
     before_stored = settled(lambda: stored_log_rows(url))
     before_logged = logged_rows(store_url)
+    before_cpu = {name: tree_cpu_s(root) for name, root in processes.items()}
+    before_wrk = children_cpu_s()
+    before_ticks = cpu_ticks()
     result = run_wrk(url + "/predict", body, connections, seconds, scratch)
     ended = time.monotonic()
+    ticks, stolen = (now - then for now, then in zip(cpu_ticks(), before_ticks, strict=True))
     predicted = settled(lambda: served_predictions(url)) - before_predicted
     caught_up = wait_until(lambda: stored_log_rows(url) - before_stored >= predicted)
+    # Counted until the log caught up, so storing every row is part of the cost.
+    used = {name: tree_cpu_s(root) - before_cpu[name] for name, root in processes.items()}
+    used["wrk"] = children_cpu_s() - before_wrk
     logged = logged_rows(store_url) - before_logged  # the audit: rows really in the table
     return Measurement(
-        result, seconds, predicted, logged, result.ok * records, max(0.0, caught_up - ended)
-    )
+        result, seconds, predicted, logged, result.ok * records, max(0.0, caught_up - ended),
+        {name: seconds_used / predicted * 1e6 for name, seconds_used in used.items()},
+        stolen / ticks,
+    )  # fmt: skip
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 120, every_s: float = 0.1) -> float:
@@ -235,14 +299,16 @@ def main() -> None:
                 args.url.rstrip("/"),
                 args.store_url or get_settings().feature_store_url,
             )
+            processes: dict[str, int] = {}  # another host's processes: only wrk is measured
         else:
             console.print("starting MariaDB, MLflow, a champion and the service …")
-            url, store_url = start_stack(stack, scratch, args.workers)
+            url, store_url, processes = start_stack(stack, scratch, args.workers)
         run_wrk(url + "/predict", single, args.connections, 3, scratch)  # warm-up
-        one = measure(url, store_url, single, 1, args.connections, args.seconds, scratch)
+        one = measure(url, store_url, processes, single, 1, args.connections, args.seconds, scratch)
         many = measure(
-            url, store_url, batch, args.batch_rows, args.batch_connections, args.seconds, scratch
-        )
+            url, store_url, processes, batch, args.batch_rows, args.batch_connections,
+            args.seconds, scratch,
+        )  # fmt: skip
     report(args, one, many)
 
 
@@ -256,6 +322,12 @@ def logging_rows(label: str, m: Measurement, in_flight_limit: int) -> list[tuple
          f" + {m.cut_off:,} cut off by wrk's stop)", "logged == predicted",
          verdict(m.logged == m.predicted and 0 <= m.cut_off <= in_flight_limit)),
     ]  # fmt: skip
+
+
+def cpu_split(m: Measurement, unit: str) -> str:
+    """CPU µs per record of each measured process, and their sum."""
+    parts = " + ".join(f"{name} {us:.1f}" for name, us in m.cpu_us_per_record.items())
+    return f"{parts} = {sum(m.cpu_us_per_record.values()):.1f} µs {unit}"
 
 
 def throughput(m: Measurement, unit: str) -> str:
@@ -282,6 +354,12 @@ def report(args: argparse.Namespace, one: Measurement, many: Measurement) -> Non
             *logging_rows("single record", one, args.connections),
             (f"{args.batch_rows:,}-record batch: throughput", throughput(many, "rows"),
              ">= 50,000 rows/s", verdict(many.sustained_per_s >= 50_000)),
+            ("single record: CPU per request", cpu_split(one, "a request"), "", ""),
+            ("CPU stolen by the hypervisor while wrk ran",
+             f"{one.stolen:.0%} (single), {many.stolen:.0%} (batch)", "", ""),
+            (f"{args.batch_rows:,}-record batch: CPU per row", cpu_split(many, "a row"),
+             f"{os.cpu_count()} CPUs: <= {os.cpu_count() * 1e6 / 50_000:.0f} µs a row"
+             " at 50,000 rows/s", ""),
             (f"{args.batch_rows:,}-record batch: latency p50 / p99",
              f"{many.wrk.p50_ms:.0f} / {many.wrk.p99_ms:.0f} ms", "", ""),
             *logging_rows(f"{args.batch_rows:,}-record batch", many,

@@ -66,10 +66,14 @@ def test_probabilities_follow_the_schema_class_order(labelled, fitted) -> None:
     assert (predicted == native).all()
 
 
-def test_unseen_categories_are_named(fitted) -> None:
-    record = dict.fromkeys(FEATURE_NAMES)
-    record.update(occupation="Astronaut", credit_mix="Good")
-    assert fitted.unseen_categories(record) == ["occupation"]
+def test_unseen_categories_are_named_per_record(fitted) -> None:
+    known = dict.fromkeys(FEATURE_NAMES) | {"occupation": "Engineer", "credit_mix": "Good"}
+    astronaut = known | {"occupation": "Astronaut"}
+    stranger = astronaut | {"credit_mix": "Excellent", "payment_of_min_amount": "Maybe"}
+
+    assert fitted.unseen_categories([known, astronaut, stranger, known]) == [
+        [], ["occupation"], ["occupation", "credit_mix", "payment_of_min_amount"], [],
+    ]  # fmt: skip
 
 
 def test_metrics_agree_with_sklearn_on_label_order(labelled, fitted) -> None:

@@ -253,8 +253,7 @@ def measure(
     result = run_wrk(url + "/predict", body, connections, seconds, scratch)
     ended = time.monotonic()
     ticks, stolen = (now - then for now, then in zip(cpu_ticks(), before_ticks, strict=True))
-    predicted = settled(lambda: served_predictions(url)) - before_predicted
-    caught_up = wait_until(lambda: stored_log_rows(url) - before_stored >= predicted)
+    predicted, caught_up = until_logged(url, before_predicted, before_stored)
     # Counted until the log caught up, so storing every row is part of the cost.
     used = {name: tree_cpu_s(root) - before_cpu[name] for name, root in processes.items()}
     used["wrk"] = children_cpu_s() - before_wrk
@@ -266,14 +265,24 @@ def measure(
     )  # fmt: skip
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 120, every_s: float = 0.1) -> float:
-    """When `condition()` first held (time.monotonic()), checked every `every_s` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the log did not catch up within {timeout:.0f} s")
-        time.sleep(every_s)
-    return time.monotonic()
+def until_logged(
+    url: str, before_predicted: int, before_stored: int, quiet_s: float = 1.0,
+    timeout_s: float = 120,
+) -> tuple[int, float]:  # fmt: skip
+    """(records predicted, when the log had stored them all), from /metrics every 0.1 s
+    after wrk stopped: until no prediction came for `quiet_s` and every one was stored."""
+    samples: list[tuple[float, int, int]] = []  # (time.monotonic(), predicted, stored)
+    while True:
+        now = time.monotonic()
+        predicted = served_predictions(url) - before_predicted
+        samples.append((now, predicted, stored_log_rows(url) - before_stored))
+        recent = {count for at, count, _ in samples if at >= now - quiet_s}
+        quiet = now - samples[0][0] >= quiet_s and recent == {predicted}
+        if quiet and samples[-1][2] >= predicted:
+            return predicted, next(at for at, _, stored in samples if stored >= predicted)
+        if now - samples[0][0] > timeout_s:
+            raise TimeoutError(f"the log did not catch up within {timeout_s:.0f} s")
+        time.sleep(0.1)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import text
 
@@ -45,6 +46,7 @@ local file = io.open(os.getenv("BENCH_BODY"), "rb")
 wrk.body = file:read("*a")
 file:close()
 """
+T = TypeVar("T")
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 MODEL = {"iterations": 300, "depth": 6}
 
@@ -90,32 +92,28 @@ def run_wrk(url: str, body: bytes, connections: int, seconds: int, scratch: Path
     )
 
 
-def metric_total(url: str, name: str, labels: str = "") -> int:
-    """A counter of the service summed over its workers and label sets, from /metrics."""
+def service_counts(url: str) -> tuple[int, int]:
+    """(records predicted, log rows stored in the database directly or by spool replay),
+    summed over the workers, from one read of /metrics.
+
+    The log is counted by the service: polling COUNT(*) on the table instead would scan
+    all of it each time and slow down the very inserts being waited for.
+    """
     with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    pattern = rf"^{name}\{{[^}}]*{labels}[^}}]*\}} (\S+)$"
-    return int(sum(float(value) for value in re.findall(pattern, metrics, re.M)))
 
+    def total(name: str, labels: str = "") -> int:
+        pattern = rf"^{name}\{{[^}}]*{labels}[^}}]*\}} (\S+)$"
+        return int(sum(float(value) for value in re.findall(pattern, metrics, re.M)))
 
-def served_predictions(url: str) -> int:
-    """Records the service predicted (all workers)."""
-    return metric_total(url, "mlops_predictions_total")
-
-
-def stored_log_rows(url: str) -> int:
-    """Log rows the service's writers stored in the database, directly or by spool replay.
-
-    Read from /metrics: polling COUNT(*) on the log instead would scan the whole table
-    each time and slow down the very inserts being waited for.
-    """
-    return sum(
-        metric_total(url, "mlops_prediction_log_rows_total", f'destination="{destination}"')
+    stored = sum(
+        total("mlops_prediction_log_rows_total", f'destination="{destination}"')
         for destination in ("database", "replay")
     )
+    return total("mlops_predictions_total"), stored
 
 
-def settled(read: Callable[[], int], quiet_s: float = 1.0) -> int:
+def settled(read: Callable[[], T], quiet_s: float = 1.0) -> T:
     """`read()` once it stops changing: abandoned requests finished, log writers flushed."""
     previous = read()
     while True:
@@ -244,8 +242,7 @@ def measure(
     url: str, store_url: str, processes: dict[str, int], body: bytes, records: int,
     connections: int, seconds: int, scratch: Path,
 ) -> Measurement:  # fmt: skip
-    before_predicted = settled(lambda: served_predictions(url))
-    before_stored = settled(lambda: stored_log_rows(url))
+    before_predicted, before_stored = settled(lambda: service_counts(url))
     before_logged = logged_rows(store_url)
     before_cpu = {name: tree_cpu_s(root) for name, root in processes.items()}
     before_wrk = children_cpu_s()
@@ -274,12 +271,13 @@ def until_logged(
     samples: list[tuple[float, int, int]] = []  # (time.monotonic(), predicted, stored)
     while True:
         now = time.monotonic()
-        predicted = served_predictions(url) - before_predicted
-        samples.append((now, predicted, stored_log_rows(url) - before_stored))
+        predicted, stored = service_counts(url)
+        predicted -= before_predicted
+        samples.append((now, predicted, stored - before_stored))
         recent = {count for at, count, _ in samples if at >= now - quiet_s}
         quiet = now - samples[0][0] >= quiet_s and recent == {predicted}
         if quiet and samples[-1][2] >= predicted:
-            return predicted, next(at for at, _, stored in samples if stored >= predicted)
+            return predicted, next(at for at, _, count in samples if count >= predicted)
         if now - samples[0][0] > timeout_s:
             raise TimeoutError(f"the log did not catch up within {timeout_s:.0f} s")
         time.sleep(0.1)

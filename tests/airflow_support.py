@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlops_platform import airflow_api
 from mlops_platform.config import PROJECT_ROOT
-from mlops_platform.stack import AirflowClient
 
 DAGS = PROJECT_ROOT / "dags"
 
@@ -102,7 +102,7 @@ class Standalone:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.client = AirflowClient(self.base_url, home)
+        self.client: airflow_api.AirflowApi | None = None  # set once healthy
 
     def wait_healthy(self, timeout: float = 180) -> None:
         import time
@@ -111,7 +111,9 @@ class Standalone:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited; see {self.home}/standalone.log")
-            if self.client.healthy():
+            if airflow_api.healthy(self.base_url):
+                password = json.loads((self.home / airflow_api.GENERATED_PASSWORDS).read_text())
+                self.client = airflow_api.AirflowApi(self.base_url, password["admin"])
                 return
             time.sleep(1)
         raise TimeoutError(f"airflow standalone not healthy after {timeout} s")

@@ -426,11 +426,19 @@ def _print_stack_status() -> None:
 
 @main.command("demo")
 @click.option("--size", type=click.Choice(["small", "full"]), default="full", show_default=True)
-def demo(size: str) -> None:
-    """Run the whole Level 1 loop on the native stack and print a summary."""
+@click.option(
+    "--stack",
+    type=click.Choice(["native", "compose", "running"]),
+    default="native",
+    show_default=True,
+    help="native: start local processes; compose: start the containers and run the loop"
+    " inside them; running: a fresh stack already up (AIRFLOW_URL, SERVING_URL).",
+)
+def demo(size: str, stack: str) -> None:
+    """Run the whole Level 1 loop on a stack and print a summary."""
     from mlops_platform.demo import run
 
-    run(size)
+    run(size, stack)
 
 
 class MomentType(click.ParamType):

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     )
     serving_host: str = Field("127.0.0.1", description="Interface the prediction service binds to.")
     serving_port: int = Field(3000, description="Port of the prediction service.")
+    serving_url: str | None = Field(
+        None,
+        description="Where clients reach the service; default: http://SERVING_HOST:SERVING_PORT.",
+    )
     serving_workers: int = Field(2, ge=1, description="BentoML worker processes.")
     serving_poll_interval_s: float = Field(
         30, gt=0, description="How often the service checks whether the champion alias moved."
@@ -171,14 +175,30 @@ class Settings(BaseSettings):
         description="Airflow home (config, SQLite metadata, logs); default: MLOPS_DATA_DIR/airflow",
     )
     airflow_port: int = Field(8080, description="Port of the Airflow UI and REST API.")
+    airflow_url: str | None = Field(
+        None,
+        description="Where clients reach Airflow's REST API; default: http://127.0.0.1:AIRFLOW_PORT.",
+    )
     airflow_admin_password: str | None = Field(
         None,
         description="Airflow `admin` password; default: generated and kept in AIRFLOW_HOME.",
+    )
+    mlops_git_commit: str | None = Field(
+        None,
+        description="Commit the code was built from (set by the image); default: git rev-parse.",
     )
     mlops_test_database_url: str | None = Field(
         None,
         description="Tests only: run against this MariaDB (unique databases), not a throwaway one.",
     )
+
+    @property
+    def airflow_api_url(self) -> str:
+        return self.airflow_url or f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def service_url(self) -> str:
+        return self.serving_url or f"http://{self.serving_host}:{self.serving_port}"
 
     @model_validator(mode="after")
     def refuse_placeholders(self) -> Settings:

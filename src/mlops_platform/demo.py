@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import make_url, text
 
+from mlops_platform.airflow_api import GENERATED_PASSWORDS
 from mlops_platform.config import Settings, get_settings
 from mlops_platform.data.generator import add_months
 
@@ -33,6 +35,7 @@ DRIFT_STARTED_MONTHS_AGO = 5
 HISTORY_MONTHS = 12
 # Pre-drift traffic comes from this month, when the first champion's data was current.
 NORMAL_TRAFFIC_MONTHS_AGO = 7
+DEMO_DAGS = {"feature_pipeline", "continuous_training", "monitoring"}
 
 
 @dataclass(frozen=True)
@@ -54,19 +57,9 @@ SIZES = {
 }
 
 
-def demo_environment(settings: Settings, size: DemoSize, run: str) -> dict[str, str]:
-    """Settings every stack process gets for the demo: its own databases, files and pace."""
-    data = settings.mlops_data_dir.resolve() / "demo"
-    server = make_url(settings.feature_store_url)
+def pace_environment(size: DemoSize) -> dict[str, str]:
+    """Settings that set the story's pace, for every stack process, native or in compose."""
     return {
-        "FEATURE_STORE_URL": server.set(database=f"mlops_demo_{run}").render_as_string(False),
-        "MLFLOW_BACKEND_STORE_URI": server.set(database=f"mlflow_demo_{run}").render_as_string(
-            False
-        ),
-        "MLFLOW_ARTIFACTS_DESTINATION": str(data / "mlflow-artifacts"),
-        "AIRFLOW_HOME": str(data / "airflow"),
-        "SERVING_CACHE_DIR": str(data / "champion-cache"),
-        "SERVING_SPOOL_DIR": str(data / "spool"),
         "SERVING_POLL_INTERVAL_S": "5",
         "MLOPS_LOOKBACK_MONTHS": "3",
         "TRAIN_TRIALS": str(size.trials),
@@ -79,6 +72,23 @@ def demo_environment(settings: Settings, size: DemoSize, run: str) -> dict[str, 
     }
 
 
+def native_environment(settings: Settings, size: DemoSize, run: str) -> dict[str, str]:
+    """The native demo's settings: its own databases and files, and the story's pace."""
+    data = settings.mlops_data_dir.resolve() / "demo"
+    server = make_url(settings.feature_store_url)
+    return {
+        "FEATURE_STORE_URL": server.set(database=f"mlops_demo_{run}").render_as_string(False),
+        "MLFLOW_BACKEND_STORE_URI": server.set(database=f"mlflow_demo_{run}").render_as_string(
+            False
+        ),
+        "MLFLOW_ARTIFACTS_DESTINATION": str(data / "mlflow-artifacts"),
+        "AIRFLOW_HOME": str(data / "airflow"),
+        "SERVING_CACHE_DIR": str(data / "champion-cache"),
+        "SERVING_SPOOL_DIR": str(data / "spool"),
+        **pace_environment(size),
+    }
+
+
 def wait_for(check: Callable[[], Any], what: str, timeout: float, interval: float = 3) -> Any:
     deadline = time.monotonic() + timeout
     with console.status(f"waiting for {what} …"):
@@ -88,18 +98,6 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float, interval: floa
                 return value
             time.sleep(interval)
     raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s")
-
-
-def finished_run(client: Any, dag_id: str, run_id: str | None = None) -> dict | None:
-    for run in client.runs(dag_id):
-        if (run_id is None or run["dag_run_id"] == run_id) and run["state"] in (
-            "success",
-            "failed",
-        ):
-            if run["state"] == "failed":
-                raise RuntimeError(f"{dag_id} run {run['dag_run_id']} failed; see the Airflow UI")
-            return run
-    return None
 
 
 def service_metadata(url: str) -> dict | None:
@@ -129,23 +127,76 @@ def drop_earlier_demo_databases(settings: Settings, keep: str) -> None:
         db.drop_database(server.set(database=name))
 
 
-def run(size_name: str = "full") -> None:
-    """Run the loop end to end and print the summary; the stack keeps running afterwards."""
-    from mlops_platform import stack, traffic
-    from mlops_platform.data.generator import GeneratorConfig, load_into_store
-    from mlops_platform.orchestration import month_of
+def run(size_name: str = "full", stack_name: str = "native") -> None:
+    """Run the loop end to end and print the summary; the stack keeps running afterwards.
 
+    native: start the native stack with fresh demo databases; compose: start the compose
+    stack and tell the story from a container inside it; running: tell it against a fresh
+    stack that is already up (what the compose container does).
+    """
     size = SIZES[size_name]
+    if stack_name == "compose":
+        from mlops_platform import compose
+
+        print_urls(compose.run_demo(size_name, pace_environment(size), console.print))
+        return
     started = time.monotonic()
+    if stack_name == "native":
+        settings, airflow = start_native_stack(size)
+        where = native_urls(settings)
+    else:
+        settings, airflow = attach_to_running_stack()
+        where = []
+    first, second = tell_story(settings, size, airflow)
+    step(9, "Summary")
+    print_summary(first, second, where, started)
+
+
+def start_native_stack(size: DemoSize) -> tuple[Settings, Any]:
+    """Fresh demo databases and files, then the native stack; its settings and Airflow."""
+    from mlops_platform import stack
+    from mlops_platform.airflow_api import AirflowApi
+
     base = get_settings()
     if stack.running_pid(base):
         raise RuntimeError("a stack is already running; stop it with `make down` first")
     run_tag = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     # A fresh Airflow home, registry artifacts and caches: each demo tells the whole story.
     shutil.rmtree(base.mlops_data_dir / "demo", ignore_errors=True)
-    os.environ.update(demo_environment(base, size, run_tag))
+    os.environ.update(native_environment(base, size, run_tag))
     get_settings.cache_clear()
     settings = get_settings()
+    step(1, "Start the native stack (MariaDB, MLflow, Airflow, BentoML)")
+    stack.up(settings, timeout=300, progress=console.print)
+    drop_earlier_demo_databases(settings, keep=run_tag)
+    return settings, AirflowApi.for_settings(settings, Path(os.environ["AIRFLOW_HOME"]))
+
+
+def attach_to_running_stack() -> tuple[Settings, Any]:
+    """A stack that is up already (compose); the story needs it fresh."""
+    from mlops_platform import airflow_api
+
+    settings = get_settings()
+    step(1, f"Attach to the running stack (Airflow at {settings.airflow_api_url})")
+    wait_for(lambda: airflow_api.healthy(settings.airflow_api_url), "Airflow to be healthy", 300)
+    airflow = airflow_api.AirflowApi.for_settings(settings)
+    wait_for(lambda: airflow.dag_ids() >= DEMO_DAGS, "Airflow to parse the DAGs", 180)
+    if airflow.runs("feature_pipeline"):
+        raise RuntimeError(
+            "the demo tells its story on a fresh stack, and this one has run feature_pipeline"
+            " before; `docker compose down -v` removes the stack and its data"
+        )
+    return settings, airflow
+
+
+def tell_story(settings: Settings, size: DemoSize, airflow: Any) -> tuple[dict, dict]:
+    """Steps 2 to 8: history, first champion, traffic, drift, retraining, hot reload.
+
+    Returns the service's metadata for the first and the second champion.
+    """
+    from mlops_platform import traffic
+    from mlops_platform.data.generator import GeneratorConfig, load_into_store
+    from mlops_platform.orchestration import month_of
 
     this_month = month_of(datetime.now(UTC))
     first_month = add_months(this_month, -HISTORY_MONTHS)
@@ -154,13 +205,7 @@ def run(size_name: str = "full") -> None:
     normal_month = add_months(this_month, -NORMAL_TRAFFIC_MONTHS_AGO)
     population = {"start": first_month, "drift_from": drift_from}
 
-    step(1, "Start the native stack (MariaDB, MLflow, Airflow, BentoML)")
-    stack.up(settings, timeout=300, progress=console.print)
-    drop_earlier_demo_databases(settings, keep=run_tag)
-    airflow = stack.AirflowClient(
-        f"http://127.0.0.1:{settings.airflow_port}", Path(os.environ["AIRFLOW_HOME"])
-    )
-    service = f"http://{settings.serving_host}:{settings.serving_port}"
+    service = settings.service_url
 
     step(
         2,
@@ -179,14 +224,13 @@ def run(size_name: str = "full") -> None:
         3,
         f"feature_pipeline for {drift_from:%Y-%m} in Airflow; its asset starts continuous_training",
     )
-    wait_for(lambda: {"feature_pipeline", "continuous_training", "monitoring"} <= airflow.dag_ids(),
-             "Airflow to parse the DAGs", 180)  # fmt: skip
-    for dag_id in ("feature_pipeline", "continuous_training", "monitoring"):
+    wait_for(lambda: airflow.dag_ids() >= DEMO_DAGS, "Airflow to parse the DAGs", 180)
+    for dag_id in sorted(DEMO_DAGS):
         airflow.unpause(dag_id)
-    airflow.trigger("feature_pipeline", logical_date=f"{drift_from.isoformat()}T00:00:00Z")
-    first_training = wait_for(lambda: finished_run(airflow, "continuous_training"),
+    airflow.trigger("feature_pipeline", logical_date=datetime.combine(drift_from, dt_time(), UTC))
+    first_training = wait_for(lambda: airflow.finished_run("continuous_training"),
                               "the asset-triggered training", 900)  # fmt: skip
-    console.print(f"continuous_training {first_training['dag_run_id']} succeeded")
+    console.print(f"continuous_training {first_training.dag_run_id} succeeded")
 
     step(4, "Serve the champion and send normal traffic")
     first = wait_for(lambda: service_metadata(service), "the service to load the champion", 300)
@@ -205,12 +249,12 @@ def run(size_name: str = "full") -> None:
 
     step(6, "monitoring in Airflow: drift, live accuracy, decision")
     monitoring_run = airflow.trigger("monitoring")
-    wait_for(lambda: finished_run(airflow, "monitoring", monitoring_run), "monitoring", 300)
+    wait_for(lambda: airflow.finished_run("monitoring", monitoring_run), "monitoring", 300)
     retraining = wait_for(
-        lambda: finished_run(airflow, "continuous_training", f"retrain__{monitoring_run}"),
+        lambda: airflow.finished_run("continuous_training", f"retrain__{monitoring_run}"),
         "the retraining that monitoring triggered", 900,
     )  # fmt: skip
-    console.print(f"continuous_training {retraining['dag_run_id']} succeeded")
+    console.print(f"continuous_training {retraining.dag_run_id} succeeded")
 
     step(7, "The gate's decision")
     from mlops_platform import registry, tracking
@@ -228,17 +272,33 @@ def run(size_name: str = "full") -> None:
     traffic.simulate(size.customers, drifted_month, "concept", size.drifted_requests,
                      service_url=service, **population)  # fmt: skip
     time.sleep(2 * settings.serving_log_flush_interval_s + 1)
-
-    step(9, "Summary")
-    print_summary(first, second, settings, started)
+    return first, second
 
 
 def step(number: int, title: str) -> None:
     console.rule(f"[bold]{number}. {title}")
 
 
-def print_summary(first: dict, second: dict, settings: Settings, started: float) -> None:
-    from mlops_platform import monitoring
+def native_urls(settings: Settings) -> list[tuple[str, str]]:
+    """Where the native stack's UIs are, for the summary."""
+    passwords = Path(os.environ["AIRFLOW_HOME"]) / GENERATED_PASSWORDS
+    return [
+        ("Airflow UI", f"{settings.airflow_api_url}  (admin; password in {passwords})"),
+        ("MLflow UI", f"http://{settings.mlflow_host}:{settings.mlflow_port}"),
+        ("Swagger UI", f"{settings.service_url}/"),
+        ("Stop the stack", "make down"),
+    ]
+
+
+def print_urls(where: list[tuple[str, str]]) -> None:
+    urls = Table(title="Where to look", title_justify="left", show_header=False)
+    for label, url in where:
+        urls.add_row(label, url)
+    console.print(urls)
+
+
+def print_summary(first: dict, second: dict, where: list[tuple[str, str]], started: float) -> None:
+    from mlops_platform import drift, monitoring
 
     live = monitoring.performance(now=datetime.now(UTC))
     table = Table(title="Champions before and after the drift", title_justify="left")
@@ -255,20 +315,11 @@ def print_summary(first: dict, second: dict, settings: Settings, started: float)
         )  # fmt: skip
     console.print(table)
     console.print(monitoring.format_performance_table(live))
-    from mlops_platform import drift
-
     console.print(
         drift.format_drift_table(
             drift.check(now=datetime.now(UTC), model_version=str(first["version"]))
         )
     )
-    urls = Table(title="Where to look", title_justify="left", show_header=False)
-    passwords = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-    urls.add_row(
-        "Airflow UI", f"http://127.0.0.1:{settings.airflow_port}  (admin; password in {passwords})"
-    )
-    urls.add_row("MLflow UI", f"http://{settings.mlflow_host}:{settings.mlflow_port}")
-    urls.add_row("Swagger UI", f"http://{settings.serving_host}:{settings.serving_port}/")
-    urls.add_row("Stop the stack", "make down")
-    console.print(urls)
+    if where:
+        print_urls(where)
     console.print(f"demo finished in {(time.monotonic() - started) / 60:.1f} min")

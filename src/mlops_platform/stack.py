@@ -19,11 +19,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pymysql
 from sqlalchemy import make_url
 
+from mlops_platform import airflow_api
 from mlops_platform.config import PROJECT_ROOT, Settings, get_settings
 
 
@@ -59,9 +59,8 @@ def services(settings: Settings, with_mariadb: bool) -> list[Service]:
         Service("mlflow", _mlops("mlflow-server"),
                 f"http://{settings.mlflow_host}:{settings.mlflow_port}", "/health"),
         Service("airflow", _mlops("airflow", "standalone"),
-                f"http://127.0.0.1:{settings.airflow_port}", "/api/v2/monitor/health"),
-        Service("serving", _mlops("serve"),
-                f"http://{settings.serving_host}:{settings.serving_port}", "/readyz"),
+                settings.airflow_api_url, "/api/v2/monitor/health"),
+        Service("serving", _mlops("serve"), settings.service_url, "/readyz"),
     ]  # fmt: skip
     if with_mariadb:
         listed.insert(
@@ -176,7 +175,7 @@ def probe(service: Service, settings: Settings) -> str:
         return "up"
     except OSError:
         return "down"
-    if service.name == "airflow" and not AirflowClient(service.url, Path()).healthy():
+    if service.name == "airflow" and not airflow_api.healthy(service.url):
         return "up"
     return "ready"
 
@@ -229,7 +228,7 @@ def run_airflow(arguments: list[str], settings: Settings | None = None) -> None:
     home.mkdir(parents=True, exist_ok=True)
     if settings.airflow_admin_password:
         # The simple auth manager generates passwords only for users missing from this file.
-        passwords = home / "simple_auth_manager_passwords.json.generated"
+        passwords = home / airflow_api.GENERATED_PASSWORDS
         passwords.write_text(json.dumps({"admin": settings.airflow_admin_password}))
         passwords.chmod(0o600)
     os.execvpe(sys.executable, [sys.executable, "-m", "airflow", *arguments], environment)
@@ -262,69 +261,3 @@ def refuse_placeholders(environment: dict[str, str]) -> None:
         raise ValueError(
             f"edit the {PLACEHOLDER} values in .env before starting: {', '.join(unchanged)}"
         )
-
-
-class AirflowClient:
-    """Airflow's REST API v2 with a token from `/auth/token` (simple auth manager)."""
-
-    def __init__(self, base_url: str, home: Path) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.home = home
-        self._token: str | None = None
-
-    def _login(self) -> str:
-        import httpx
-
-        passwords = json.loads(
-            (self.home / "simple_auth_manager_passwords.json.generated").read_text()
-        )
-        username, password = next(iter(passwords.items()))
-        response = httpx.post(
-            f"{self.base_url}/auth/token",
-            json={"username": username, "password": password},
-            timeout=10,
-        )
-        response.raise_for_status()
-        return response.json()["access_token"]
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        import httpx
-
-        self._token = self._token or self._login()
-        response = httpx.request(
-            method, f"{self.base_url}{path}", timeout=30,
-            headers={"Authorization": f"Bearer {self._token}"}, **kwargs,
-        )  # fmt: skip
-        response.raise_for_status()
-        return response.json()
-
-    def healthy(self) -> bool:
-        import httpx
-
-        try:
-            health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).json()
-        except (httpx.HTTPError, ValueError):
-            return False
-        return all(part.get("status") == "healthy" for part in health.values() if part)
-
-    def dag_ids(self) -> set[str]:
-        return {d["dag_id"] for d in self.request("GET", "/api/v2/dags")["dags"]}
-
-    def unpause(self, dag_id: str) -> None:
-        self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-
-    def trigger(
-        self, dag_id: str, logical_date: str | None = None, conf: dict | None = None
-    ) -> str:
-        """Start a run (logical_date None: a run without one, as Airflow 3 allows); its id."""
-        run = self.request(
-            "POST", f"/api/v2/dags/{dag_id}/dagRuns",
-            json={"logical_date": logical_date, "conf": conf or {}},
-        )  # fmt: skip
-        return run["dag_run_id"]
-
-    def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        """The DAG's runs, newest first."""
-        return self.request(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"}
-        )["dag_runs"]

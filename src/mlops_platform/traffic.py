@@ -143,7 +143,7 @@ def _post(
     import httpx
 
     settings = get_settings()
-    base_url = service_url or f"http://{settings.serving_host}:{settings.serving_port}"
+    base_url = service_url or settings.service_url
     records = [
         {**record, "customer_id": customer_id, "month": month.isoformat()}
         for record, customer_id in zip(feature_records(frame), frame["customer_id"], strict=True)

@@ -180,7 +180,9 @@ def reference_profile(
 
 
 def git_commit() -> str | None:
-    """The checked-out commit, when this runs from a git checkout."""
+    """The commit the image was built from, or the checked-out one in a git checkout."""
+    if get_settings().mlops_git_commit:
+        return get_settings().mlops_git_commit
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,

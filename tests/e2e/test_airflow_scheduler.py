@@ -3,7 +3,7 @@ starts continuous training, and a champion appears. Driven through the REST API 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -52,16 +52,14 @@ def test_a_feature_run_triggers_training_through_the_asset(
     )
     for dag_id in ("feature_pipeline", "continuous_training"):
         client.unpause(dag_id)
-    client.trigger("feature_pipeline", logical_date="2025-07-01T00:00:00Z")
+    client.trigger("feature_pipeline", logical_date=datetime(2025, 7, 1, tzinfo=UTC))
 
-    def training_run() -> dict | None:
-        runs = client.runs("continuous_training")
-        finished = [r for r in runs if r["state"] in ("success", "failed")]
-        return finished[0] if finished else None
-
-    run = wait_for(training_run, "the asset-triggered continuous_training run", 420)
-    assert run["state"] == "success", airflow.home / "standalone.log"
-    assert run["run_type"] == "asset_triggered"
+    run = wait_for(
+        lambda: client.finished_run("continuous_training"),
+        "the asset-triggered continuous_training run",
+        420,
+    )
+    assert run.run_type == "asset_triggered"
 
     settings = get_settings()
     client = MlflowClient()
@@ -69,4 +67,4 @@ def test_a_feature_run_triggers_training_through_the_asset(
     tags = client.get_run(client.get_model_version(settings.model_name, champion).run_id).data.tags
     assert tags["trigger_reason"] == "new-data"
     assert tags["base_dt"] == "2025-07-01"
-    assert tags["airflow_dag_run_id"] == run["dag_run_id"]
+    assert tags["airflow_dag_run_id"] == run.dag_run_id

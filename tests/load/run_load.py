@@ -73,7 +73,7 @@ def percentile(response_times: dict[str, int], fraction: float) -> float:
 def main() -> None:
     settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url", default=f"http://{settings.serving_host}:{settings.serving_port}")
+    parser.add_argument("--url", default=settings.service_url)
     parser.add_argument("--store-url", default=settings.feature_store_url)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--duration", type=int, default=30, help="seconds")

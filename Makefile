@@ -11,9 +11,10 @@ DEMO_SIZE ?= full
 LOAD_USERS ?= 20
 LOAD_SECONDS ?= 30
 SERVICE_URL ?= http://127.0.0.1:3000
+STACK ?= native
 
-.PHONY: help install test test-unit test-integration test-e2e lint format bench bench-serving \
-	up down status demo serve load
+.PHONY: help install test test-unit test-integration test-e2e test-compose lint format bench \
+	bench-serving up down status demo serve load compose-build
 
 help: ## Show the targets and what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +47,9 @@ test-integration: $(INSTALLED) ## Run only the integration tests
 test-e2e: $(INSTALLED) ## Run only the end-to-end tests (real Airflow scheduler, the demo)
 	$(UV) run pytest tests/e2e $(PYTEST_ARGS)
 
+test-compose: $(INSTALLED) ## Build the images, run the compose stack and the demo loop in it (needs Docker)
+	$(UV) run pytest tests/compose $(PYTEST_ARGS)
+
 lint: $(INSTALLED) ## Check formatting and lint rules with ruff
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
@@ -72,8 +76,11 @@ down: ## Stop everything `make up` or `make demo` started
 status: ## Show which services of the native stack are up, and their URLs
 	$(UV) run mlops stack status
 
-demo: $(INSTALLED) ## Run the whole Level 1 loop end to end (DEMO_SIZE=small for a quick one)
-	$(UV) run mlops demo --size $(DEMO_SIZE)
+demo: $(INSTALLED) ## Run the whole Level 1 loop (DEMO_SIZE=small: quick; STACK=compose: in Docker)
+	$(UV) run mlops demo --size $(DEMO_SIZE) --stack $(STACK)
+
+compose-build: ## Build the project image once for every compose service, labelled with the commit
+	GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) docker compose build
 
 serve: $(INSTALLED) ## Run only the prediction service in the foreground (port 3000)
 	$(UV) run mlops serve

@@ -24,10 +24,10 @@ TESTS_DIR = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests by folder, so `-m integration` and `-m e2e` select what they need."""
+    """Mark tests by folder, so `-m integration`, `-m e2e` and `-m compose` select them."""
     for item in items:
         relative = Path(item.fspath).relative_to(TESTS_DIR)
-        if relative.parts[0] in ("integration", "e2e"):
+        if relative.parts[0] in ("integration", "e2e", "compose"):
             item.add_marker(relative.parts[0])
 
 

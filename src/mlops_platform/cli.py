@@ -61,13 +61,15 @@ def print_table(title: str, rows: list[tuple[str, object]]) -> None:
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that explain themselves: shown as one line, not a traceback."""
+    from mlops_platform.compose import ComposeError
     from mlops_platform.db import MigrationError
     from mlops_platform.features import SnapshotRebuilt
     from mlops_platform.registry import RegistryError
     from mlops_platform.validation import SnapshotNotValidated
 
     errors: list[type[BaseException]] = [
-        MigrationError, SnapshotRebuilt, RegistryError, SnapshotNotValidated, ValueError,
+        MigrationError, SnapshotRebuilt, RegistryError, SnapshotNotValidated, ComposeError,
+        ValueError,
     ]  # fmt: skip
     if "mlflow" in sys.modules:  # only when already imported: importing it costs seconds
         from mlflow.exceptions import MlflowException

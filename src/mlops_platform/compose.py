@@ -65,9 +65,13 @@ def up(environment: dict[str, str], progress: Callable[[str], None] = print) -> 
     return healthy_after
 
 
-def published_url(service: str, port: int, environment: dict[str, str] | None = None) -> str:
-    """`http://host:port` where the host reaches SERVICE's container PORT."""
-    address = compose("port", service, str(port), environment=environment).strip()
+def published_url(
+    service: str, port: int, environment: dict[str, str] | None = None, index: int = 1
+) -> str:
+    """`http://host:port` where the host reaches container PORT of SERVICE's replica INDEX."""
+    address = compose(
+        "port", "--index", str(index), service, str(port), environment=environment
+    ).strip()
     host, _, host_port = address.rpartition(":")
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{host_port}"
 

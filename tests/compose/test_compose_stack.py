@@ -20,6 +20,7 @@ from mlops_platform import compose
 from mlops_platform.data.generator import add_months
 from mlops_platform.orchestration import month_of
 from mlops_platform.traffic import feature_records, traffic_month
+from mlops_platform.training import git_commit
 from tests.compose.conftest import ComposeProject
 
 LOAD_RECORDS = 300
@@ -110,6 +111,21 @@ def test_a_mariadb_restart_under_load_loses_no_prediction_log_row(
     assert wait_for_log_rows(compose_project, before + LOAD_RECORDS) == before + LOAD_RECORDS
 
 
+def test_serving_scales_out_with_a_host_port_per_replica(
+    compose_project: ComposeProject, demo_output: str
+) -> None:
+    wait = ("--detach", "--wait", "--wait-timeout", str(compose.UP_TIMEOUT_S))
+    compose_project.run("up", *wait, "--scale", "serving=2")
+    urls = {
+        compose.published_url("serving", 3000, compose_project.environment, index=replica)
+        for replica in (1, 2)
+    }
+    assert len(urls) == 2
+    for url in urls:  # each replica loads the champion on its own
+        assert str(wait_for_metadata(url)["version"]) == "2"
+    compose_project.run("up", *wait, "--scale", "serving=1")
+
+
 def test_data_survives_down_and_up(compose_project: ComposeProject, demo_output: str) -> None:
     logged = int(compose_project.sql("SELECT COUNT(*) FROM prediction_log"))
     compose_project.run("down", "--timeout", "20")
@@ -122,9 +138,11 @@ def test_data_survives_down_and_up(compose_project: ComposeProject, demo_output:
         "run", "--rm", "--no-deps", "-T", "cli", "python", "-c",
         "import mlflow; mlflow.set_tracking_uri('http://mlflow:5000');"
         "m = mlflow.pyfunc.load_model('models:/credit_score@champion');"
-        "print('champion loaded', m.metadata.run_id)",
+        "tags = mlflow.MlflowClient().get_run(m.metadata.run_id).data.tags;"
+        "print('champion loaded, trained at commit', tags['git_commit'])",
     )  # fmt: skip
-    assert "champion loaded" in loaded
+    # The image carries the commit it was built from into every model's lineage.
+    assert f"champion loaded, trained at commit {git_commit()}" in loaded
     # Airflow's metadata: the demo's runs are still there.
     runs = compose_project.run(
         "run", "--rm", "--no-deps", "-T", "cli", "python", "-c",

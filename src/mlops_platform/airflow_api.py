@@ -86,6 +86,12 @@ class AirflowApi:
         client, api = self._api()
         return client.DagRunApi(api).get_dag_runs(dag_id, order_by=["-run_after"]).dag_runs
 
+    def task_hostnames(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """Task id → the host (worker) each task of the run ran on."""
+        client, api = self._api()
+        tasks = client.TaskInstanceApi(api).get_task_instances(dag_id, run_id).task_instances
+        return {task.task_id: task.hostname for task in tasks if task.hostname}
+
     def finished_run(self, dag_id: str, run_id: str | None = None) -> DAGRunResponse | None:
         """The newest finished run (or run `run_id` once finished); a failed run raises."""
         for run in self.runs(dag_id):

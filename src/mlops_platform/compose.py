@@ -18,6 +18,8 @@ from mlops_platform.config import PROJECT_ROOT
 # A slow host's first start (image layers cold, every service importing at once) stays
 # well inside this; it bounds a start that will never become healthy.
 UP_TIMEOUT_S = 600
+# docker-compose.scale.yml's load balancer in front of the serving replicas.
+BALANCER = "balancer"
 
 
 class ComposeError(RuntimeError):
@@ -76,6 +78,12 @@ def published_url(
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{host_port}"
 
 
+def prediction_entry(environment: dict[str, str] | None = None) -> str:
+    """The service that publishes the prediction endpoint: the balancer when one runs."""
+    services = compose("config", "--services", environment=environment).split()
+    return BALANCER if BALANCER in services else "serving"
+
+
 def run_demo(
     size_name: str, pace: dict[str, str], progress: Callable[[str], None] = print
 ) -> list[tuple[str, str]]:
@@ -99,6 +107,6 @@ def run_demo(
         ("Airflow UI", published_url("airflow-apiserver", 8080, environment)
          + "  (admin; AIRFLOW_ADMIN_PASSWORD)"),
         ("MLflow UI", published_url("mlflow", 5000, environment)),
-        ("Swagger UI", published_url("serving", 3000, environment) + "/"),
+        ("Swagger UI", published_url(prediction_entry(environment), 3000, environment) + "/"),
         ("Stop the stack", "docker compose down  (-v also removes its data)"),
     ]  # fmt: skip

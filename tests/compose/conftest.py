@@ -15,10 +15,12 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from mlops_platform import compose
+from mlops_platform.config import PROJECT_ROOT
 from mlops_platform.mariadb_server import free_port
 
 
@@ -78,8 +80,10 @@ class ComposeProject:
         return found
 
 
-@pytest.fixture(scope="session")
-def compose_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
+def start_project(
+    tmp_path: Path, overlays: tuple[str, ...] = (), extra: dict[str, str] | None = None
+) -> ComposeProject:
+    """A project of its own: name, env file with fresh secrets, free host ports, and files."""
     problem = engine_problem()
     if problem:
         message = f"compose tests need a Docker engine: {problem}"
@@ -93,6 +97,7 @@ def compose_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compos
         "MARIADB_ROOT_PASSWORD": secrets.token_hex(16),
         "MARIADB_USER": "mlops",
         "MARIADB_PASSWORD": secrets.token_hex(16),
+        "MARIADB_REPLICATION_PASSWORD": secrets.token_hex(16),
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "AIRFLOW_FERNET_KEY": Fernet.generate_key().decode(),
         "AIRFLOW_JWT_SECRET": secrets.token_hex(32),
@@ -103,8 +108,9 @@ def compose_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compos
         "SERVING_PORTS": free_port_pair(),
         # The test's own tag: layers are reused between runs, the user's `latest` is untouched.
         "MLOPS_IMAGE_TAG": "compose-test",
+        **(extra or {}),
     }
-    env_file = tmp_path_factory.mktemp("compose") / "env"
+    env_file = tmp_path / "env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in chosen.items()))
     # Only the test's env file: compose would otherwise also read the checkout's `.env`.
     environment = {
@@ -112,13 +118,44 @@ def compose_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compos
         for key, value in os.environ.items()
         if not key.startswith(("COMPOSE_", "MLFLOW_", "AIRFLOW", "SERVING_", "MARIADB_"))
     }
-    environment |= {"COMPOSE_PROJECT_NAME": name, "COMPOSE_ENV_FILES": str(env_file)}
-    project = ComposeProject(name, environment, chosen)
+    files = [str(PROJECT_ROOT / "docker-compose.yml")]
+    files += [str(PROJECT_ROOT / overlay) for overlay in overlays]
+    environment |= {
+        "COMPOSE_PROJECT_NAME": name,
+        "COMPOSE_ENV_FILES": str(env_file),
+        "COMPOSE_FILE": os.pathsep.join(files),
+    }
+    return ComposeProject(name, environment, chosen)
+
+
+def take_down(project: ComposeProject) -> None:
+    """Idempotent: the last test of a module already took the stack down and checked."""
+    subprocess.run(
+        compose.command("down", "--volumes", "--remove-orphans", "--timeout", "20"),
+        env=project.environment, capture_output=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def compose_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
+    """The stack as `docker compose up` starts it."""
+    project = start_project(tmp_path_factory.mktemp("compose"))
     try:
         yield project
     finally:
-        # Idempotent: the last test already took the stack down and checked what is left.
-        subprocess.run(
-            compose.command("down", "--volumes", "--remove-orphans", "--timeout", "20"),
-            env=environment, capture_output=True, timeout=300,
-        )  # fmt: skip
+        take_down(project)
+
+
+@pytest.fixture(scope="module")
+def scale_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
+    """The stack with the scale-out overlay; one task slot per Celery worker, so two
+    parallel tasks must land on two workers."""
+    project = start_project(
+        tmp_path_factory.mktemp("compose-scale"),
+        ("docker-compose.scale.yml",),
+        {"AIRFLOW_CELERY_WORKER_CONCURRENCY": "1"},
+    )
+    try:
+        yield project
+    finally:
+        take_down(project)

@@ -44,6 +44,17 @@ def serving_url(project: ComposeProject) -> str:
     return compose.published_url("serving", 3000, project.environment)
 
 
+def settled_log_rows(project: ComposeProject) -> int:
+    """The log's row count once the writers have flushed what earlier tests sent."""
+    rows = int(project.sql("SELECT COUNT(*) FROM prediction_log"))
+    while True:
+        time.sleep(3)  # several flush intervals
+        now = int(project.sql("SELECT COUNT(*) FROM prediction_log"))
+        if now == rows:
+            return rows
+        rows = now
+
+
 def wait_for_log_rows(project: ComposeProject, expected: int, timeout: float = 120) -> int:
     deadline = time.monotonic() + timeout
     while True:
@@ -90,7 +101,7 @@ def test_predict_answers_on_the_published_port(
 def test_a_mariadb_restart_under_load_loses_no_prediction_log_row(
     compose_project: ComposeProject, demo_output: str
 ) -> None:
-    before = wait_for_log_rows(compose_project, 0)
+    before = settled_log_rows(compose_project)
     month = add_months(month_of(datetime.now(UTC)), -1)
     load = subprocess.Popen(
         compose.command(
@@ -109,6 +120,11 @@ def test_a_mariadb_restart_under_load_loses_no_prediction_log_row(
     assert f"{LOAD_RECORDS:,} records to the service" in output
     # ... and every one of them reached the log, once: spooled, then replayed.
     assert wait_for_log_rows(compose_project, before + LOAD_RECORDS) == before + LOAD_RECORDS
+    assert settled_log_rows(compose_project) == before + LOAD_RECORDS
+    assert (
+        compose_project.sql("SELECT COUNT(*) - COUNT(DISTINCT request_id) FROM prediction_log")
+        == "0"
+    )
 
 
 def test_serving_scales_out_with_a_host_port_per_replica(
@@ -127,7 +143,7 @@ def test_serving_scales_out_with_a_host_port_per_replica(
 
 
 def test_data_survives_down_and_up(compose_project: ComposeProject, demo_output: str) -> None:
-    logged = int(compose_project.sql("SELECT COUNT(*) FROM prediction_log"))
+    logged = settled_log_rows(compose_project)
     compose_project.run("down", "--timeout", "20")
     assert compose_project.leftovers()["containers"] == []
     compose_project.run("up", "--detach", "--wait", "--wait-timeout", str(compose.UP_TIMEOUT_S))

@@ -14,7 +14,7 @@ SERVICE_URL ?= http://127.0.0.1:3000
 STACK ?= native
 
 .PHONY: help install test test-unit test-integration test-e2e test-compose lint format bench \
-	bench-serving up down status demo serve load compose-build
+	bench-serving bench-scale test-scale up down status demo serve load compose-build
 
 help: ## Show the targets and what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,7 +48,10 @@ test-e2e: $(INSTALLED) ## Run only the end-to-end tests (real Airflow scheduler,
 	$(UV) run pytest tests/e2e $(PYTEST_ARGS)
 
 test-compose: $(INSTALLED) ## Build the images, run the compose stack and the demo loop in it (needs Docker)
-	$(UV) run pytest tests/compose $(PYTEST_ARGS)
+	$(UV) run pytest tests/compose/test_compose_stack.py $(PYTEST_ARGS)
+
+test-scale: $(INSTALLED) ## The scale-out overlay: Celery workers, replicas behind HAProxy, MariaDB replica
+	$(UV) run pytest tests/compose/test_compose_scale.py $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## Check formatting and lint rules with ruff
 	$(UV) run ruff format --check .
@@ -66,6 +69,10 @@ bench: $(INSTALLED) ## Print the speed figures (load, snapshot, training, drift,
 bench-serving: $(INSTALLED) ## Print the prediction service's throughput and latency with wrk (own servers)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
 	$(UV) run python -m tests.bench.bench_serving
+
+bench-scale: $(INSTALLED) ## Throughput through HAProxy with 3 serving replicas and with 1 (scale overlay; Docker, wrk)
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
+	$(UV) run python -m tests.bench.bench_scale
 
 up: $(INSTALLED) ## Start the native stack in the background (MariaDB, MLflow, Airflow, BentoML)
 	$(UV) run mlops stack up

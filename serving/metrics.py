@@ -19,6 +19,8 @@ class ServingMetrics:
     log_rows: Any
     spool_bytes: Any
     reloads: Any
+    customer_lookups: Any
+    replica_lag: Any
 
 
 @cache
@@ -56,5 +58,17 @@ def serving_metrics() -> ServingMetrics:
             "mlops_champion_reloads",
             "Champion swaps by the alias poller (success) and failed checks (failure).",
             ["result"],
+        ),
+        customer_lookups=Counter(
+            "mlops_customer_lookups",
+            "By-customer feature reads, by the source that answered (replica, primary)"
+            " or `unavailable` when none did.",
+            ["source"],
+        ),
+        replica_lag=Gauge(
+            "mlops_feature_store_replica_lag_seconds",
+            "How far the read replica is behind the primary; -1 when it is not replicating"
+            " or cannot be reached (0 when no replica is configured).",
+            multiprocess_mode="livemax",
         ),
     )

@@ -21,14 +21,18 @@ with bentoml.importing():
     import anyio.to_thread
     from fastapi import FastAPI
     from pydantic import ValidationError
-    from sqlalchemy.exc import SQLAlchemyError
 
     from mlops_platform import logstore, registry
     from mlops_platform.config import get_settings
     from mlops_platform.model import predicted_classes
     from mlops_platform.schema import CREDIT_SCORES
     from serving.champion import Champion, ChampionHolder, ChampionSource
-    from serving.customers import CustomerFeatures
+    from serving.customers import (
+        CustomerFeatures,
+        FeatureStoreUnavailable,
+        ReplicaLagMonitor,
+        read_urls,
+    )
     from serving.metrics import serving_metrics
     from serving.middleware import RequestLimits, RequestTimeout, error, json_response
     from serving.prediction_log import MariaDBSink, PredictionLogWriter, Spool
@@ -93,11 +97,14 @@ class CreditScoreService:
             queue_max=settings.serving_log_queue_max,
         )
         self.customers = CustomerFeatures(
-            settings.feature_store_url, settings.serving_customer_cache_ttl_s
+            read_urls(settings.feature_store_url, settings.feature_store_read_url),
+            settings.serving_customer_cache_ttl_s,
         )
+        self.replica_lag = ReplicaLagMonitor(settings.feature_store_read_url)
         serving_metrics()  # so /metrics lists the service's gauges from the start
         self.log.start()
         self.champions.start()
+        self.replica_lag.start()
         # Libraries and the model live as long as the worker; frozen, the garbage collector
         # stops rescanning them on every full collection (measured: p99 358 → 116 ms).
         gc.freeze()
@@ -133,7 +140,9 @@ class CreditScoreService:
         if missing := sorted(set(customer_ids) - found.keys()):
             try:
                 found |= await anyio.to_thread.run_sync(self.customers.fetch, missing)
-            except SQLAlchemyError:
+            except FeatureStoreUnavailable as unavailable:
+                # The causes name internal hosts: they go to the log, not to the client.
+                logging.getLogger("serving").warning("%s", unavailable)
                 return error(503, "the feature store is unavailable; try again shortly")
         unknown = sorted(set(customer_ids) - found.keys())
         if unknown:
@@ -153,6 +162,7 @@ class CreditScoreService:
     def shutdown(self) -> None:
         """Stop polling, then store the queued log rows (in MariaDB, or the spool)."""
         self.champions.stop()
+        self.replica_lag.stop()
         self.log.close()
 
     def _predict(

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
         "mysql+pymysql://root@127.0.0.1:3306/mlops",
         description="SQLAlchemy URL of the MariaDB feature store and log store.",
     )
+    feature_store_read_url: str | None = Field(
+        None,
+        description="Replica for online reads (by-customer lookups); default: FEATURE_STORE_URL.",
+    )
     mlops_data_dir: Path = Field(
         PROJECT_ROOT / ".data",
         description="Local working directory for caches, spools, reports and service state.",

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
@@ -43,18 +44,26 @@ def feature_store_url(url: str | URL | None = None) -> URL:
 
 
 @lru_cache(maxsize=8)
-def _engine_for(url: URL) -> Engine:
+def _engine_for(url: URL, timeout_s: float | None = None) -> Engine:
+    connect_args: dict[str, Any] = {"local_infile": True, "charset": "utf8mb4"}
+    bounded: dict[str, Any] = {}
+    if timeout_s is not None:
+        timeouts = ("connect_timeout", "read_timeout", "write_timeout")
+        connect_args |= dict.fromkeys(timeouts, timeout_s)
+        bounded["pool_timeout"] = timeout_s  # waiting for a free pooled connection, too
     return create_engine(
-        url,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        connect_args={"local_infile": True, "charset": "utf8mb4"},
+        url, pool_pre_ping=True, pool_recycle=1800, connect_args=connect_args, **bounded
     )
 
 
 def get_engine(url: str | URL | None = None) -> Engine:
     """A pooled engine for the feature store, shared per URL and created on first use."""
     return _engine_for(feature_store_url(url))
+
+
+def get_bounded_engine(url: str | URL, timeout_s: float) -> Engine:
+    """Like `get_engine`, but connecting, each read and each write give up after `timeout_s`."""
+    return _engine_for(feature_store_url(url), timeout_s)
 
 
 @contextmanager

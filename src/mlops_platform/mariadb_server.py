@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +92,11 @@ def initialise_datadir(datadir: Path) -> None:
     )
 
 
-def server_command(datadir: Path, port: int) -> list[str]:
-    """The `mariadbd` argv for a private server on 127.0.0.1 with its data in `datadir`."""
+def server_command(datadir: Path, port: int, extra_args: Sequence[str] = ()) -> list[str]:
+    """The `mariadbd` argv for a private server on 127.0.0.1 with its data in `datadir`.
+
+    `extra_args` come last, so they override the defaults (e.g. `--log-bin` for a primary).
+    """
     return [
         find_binary("mariadbd"),
         "--no-defaults",
@@ -105,11 +109,15 @@ def server_command(datadir: Path, port: int) -> list[str]:
         "--character-set-server=utf8mb4",
         "--collation-server=utf8mb4_unicode_ci",
         *FAST_SERVER_OPTIONS,
+        *extra_args,
     ]
 
 
 def start_local_mariadb(
-    datadir: Path, port: int | None = None, ready_timeout: float = 60
+    datadir: Path,
+    port: int | None = None,
+    ready_timeout: float = 60,
+    extra_args: Sequence[str] = (),
 ) -> LocalMariaDB:
     """Initialise `datadir` if needed and start `mariadbd` on 127.0.0.1 only."""
     datadir = datadir.resolve()
@@ -117,7 +125,7 @@ def start_local_mariadb(
     port = port or free_port()
     log = open(datadir / "server.log", "ab")  # noqa: SIM115 - owned by the child process
     process = subprocess.Popen(
-        server_command(datadir, port),
+        server_command(datadir, port, extra_args),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -21,7 +21,7 @@ from mlops_platform.data.generator import add_months
 from mlops_platform.orchestration import month_of
 from mlops_platform.traffic import feature_records, traffic_month
 from mlops_platform.training import git_commit
-from tests.compose.conftest import ComposeProject
+from tests.compose.project import ComposeProject
 
 LOAD_RECORDS = 300
 TIMING_LINES = ("images built", "every service healthy")

@@ -19,6 +19,7 @@ from mlops_platform.config import PROJECT_ROOT
 from mlops_platform.stack import refuse_placeholders
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+SCALE = PROJECT_ROOT / "docker-compose.scale.yml"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 
 
@@ -56,7 +57,9 @@ def test_a_missing_secret_stops_compose(tmp_path: Path) -> None:
 
 
 def test_every_variable_compose_uses_is_documented() -> None:
-    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
+    # `$${HOSTNAME}` is the container's own variable, escaped from compose.
+    pattern = r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)"
+    used = set(re.findall(pattern, COMPOSE.read_text() + SCALE.read_text()))
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), flags=re.M))
     assert used - documented == set()
 
@@ -137,14 +140,39 @@ def test_every_service_runs_a_real_entry_point_of_the_project(compose: dict) -> 
                 pytest.fail(f"{name} runs {command[0]}, not a project entry point")
 
 
-def published(env_file: Path) -> dict[str, list[dict]]:
+def resolved(env_file: Path, *overlays: Path) -> dict[str, dict]:
+    """The services as compose resolves them (every profile on)."""
+    files = [arg for path in (COMPOSE, *overlays) for arg in ("-f", str(path))]
     result = subprocess.run(
-        [compose_binary(), "-f", str(COMPOSE), "--env-file", str(env_file),
-         "--profile", "load", "config", "--format", "json"],
+        [compose_binary(), *files, "--env-file", str(env_file), "--profile", "*",
+         "config", "--format", "json"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    services = json.loads(result.stdout)["services"]
+    return json.loads(result.stdout)["services"]
+
+
+def published(env_file: Path, *overlays: Path) -> dict[str, list[dict]]:
+    services = resolved(env_file, *overlays)
     return {name: s["ports"] for name, s in services.items() if s.get("ports")}
+
+
+def test_the_scale_overlay_publishes_only_the_balancer_and_gives_each_replica_its_spool() -> None:
+    services = resolved(ENV_EXAMPLE, SCALE)
+    assert set(published(ENV_EXAMPLE, SCALE)) == {
+        "airflow-apiserver", "mlflow", "balancer", "locust",
+    }  # fmt: skip
+    replicas = [name for name in services if name.startswith("serving")]
+    assert len(replicas) == 3
+    spools = {
+        volume["source"] for name in replicas for volume in services[name]["volumes"]
+        if volume["target"] == "/data/serving"
+    }  # fmt: skip
+    assert len(spools) == 3
+    for name in replicas:
+        assert "mariadb-replica" in services[name]["environment"]["FEATURE_STORE_READ_URL"]
+    celery = {n for n, s in services.items() if s.get("environment", {}).get(
+        "AIRFLOW__CORE__EXECUTOR") == "CeleryExecutor"}  # fmt: skip
+    assert celery == {n for n in services if n.startswith("airflow-")}
 
 
 def test_only_the_uis_and_the_endpoint_are_published_on_loopback() -> None:

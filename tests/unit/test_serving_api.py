@@ -7,6 +7,7 @@ the same service against the real ones.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +15,14 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from mlops_platform.config import get_settings
 from mlops_platform.schema import CREDIT_SCORES, FEATURES
+from serving import customers
 from serving.champion import Champion
+from serving.customers import FeatureStoreUnavailable
 from serving.schemas import EXAMPLE_RECORD, MAX_BATCH
 from tests.serving_harness import fit, labelled_frame, records
 from tests.unit.test_serving_log import FakeTable, features_of, logged_features, wait_until
@@ -55,7 +58,7 @@ class FakeCustomers:
 
     def fetch(self, customer_ids):
         if self.down:
-            raise OperationalError("SELECT …", {}, ConnectionError("MariaDB is down"))
+            raise FeatureStoreUnavailable("the feature store is unavailable (primary: refused)")
         return {c: self.rows[c] for c in customer_ids if c in self.rows}
 
 
@@ -260,7 +263,29 @@ def test_predict_by_customer_validates_ids_and_reports_a_store_outage_as_503(cli
     fakes["customers"].down = True
     down = client.post("/predict_by_customer", json={"customer_ids": ["CUS_0x1"]})
     assert down.status_code == 503
-    assert "feature store" in down.json()["error"]
+    assert down.json() == {"error": "the feature store is unavailable; try again shortly"}
+
+
+REPLICA_LAG = "mlops_feature_store_replica_lag_seconds"
+
+
+def lag_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "replica-lag"]
+
+
+def test_with_a_read_replica_its_lag_is_watched_until_shutdown(app, monkeypatch, tmp_path, fakes):
+    monkeypatch.setenv("FEATURE_STORE_READ_URL", "mysql+pymysql://root@replica:3306/mlops")
+    monkeypatch.setattr(customers, "replica_lag_seconds", lambda url: 2.5)
+
+    with running(app, monkeypatch, tmp_path, fakes):
+        assert lag_threads()
+        wait_until(lambda: REGISTRY.get_sample_value(REPLICA_LAG) == 2.5)
+
+    assert lag_threads() == []
+
+
+def test_without_a_read_replica_no_lag_thread_runs(client):
+    assert lag_threads() == []
 
 
 def test_metadata_describes_the_champion(client):

@@ -16,7 +16,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +30,13 @@ from mlops_platform.orchestration import month_of
 from mlops_platform.traffic import feature_records, traffic_month
 from tests.bench.bench_serving import WrkResult, run_wrk
 from tests.bench.common import console
-from tests.compose.project import ComposeProject, engine_problem, start_project, take_down
+from tests.compose.project import (
+    ComposeProject,
+    engine_problem,
+    run_short_demo,
+    start_project,
+    take_down,
+)
 
 REPLICAS = ("serving", "serving-2", "serving-3")
 # HAProxy checks every second and takes a replica out after two failed checks.
@@ -108,11 +113,7 @@ def main() -> None:
         project = start_project(scratch, ("docker-compose.scale.yml",))
         try:
             console.print(f"starting {project.name} and running the short demo for a champion …")
-            subprocess.run(
-                [sys.executable, "-m", "mlops_platform", "demo", "--size", "small",
-                 "--stack", "compose"],
-                env=project.environment, check=True, capture_output=True, timeout=1800,
-            )  # fmt: skip
+            run_short_demo(project)
             url = compose.published_url(compose.BALANCER, 3000, project.environment)
             run_wrk(url + "/predict", body, args.connections, 3, scratch)  # warm-up
             runs = {"3": measured(project, url, body, args.connections, args.seconds, scratch)}

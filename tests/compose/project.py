@@ -13,6 +13,8 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,3 +137,35 @@ def take_down(project: ComposeProject) -> None:
         compose.command("down", "--volumes", "--remove-orphans", "--timeout", "20"),
         env=project.environment, capture_output=True, timeout=300,
     )  # fmt: skip
+
+
+def run_short_demo(project: ComposeProject) -> str:
+    """`mlops demo --size small --stack compose`, as `make demo STACK=compose` runs it; its
+    output, or AssertionError with the end of it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mlops_platform", "demo", "--size", "small", "--stack", "compose"],
+        env=project.environment, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-8000:]
+    return output
+
+
+def settled_log_rows(project: ComposeProject) -> int:
+    """The log's row count once the writers have flushed what earlier tests sent."""
+    rows = int(project.sql("SELECT COUNT(*) FROM prediction_log"))
+    while True:
+        time.sleep(3)  # several flush intervals
+        now = int(project.sql("SELECT COUNT(*) FROM prediction_log"))
+        if now == rows:
+            return rows
+        rows = now
+
+
+def wait_for_log_rows(project: ComposeProject, expected: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = int(project.sql("SELECT COUNT(*) FROM prediction_log"))
+        if rows >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(2)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -20,9 +19,13 @@ from mlops_platform import compose
 from mlops_platform.airflow_api import AirflowApi
 from mlops_platform.orchestration import month_of
 from mlops_platform.traffic import feature_records, traffic_month
-from tests.compose.project import ComposeProject
+from tests.compose.project import (
+    ComposeProject,
+    run_short_demo,
+    settled_log_rows,
+    wait_for_log_rows,
+)
 from tests.compose.steady_load import SteadyLoad
-from tests.compose.test_compose_stack import settled_log_rows, wait_for_log_rows
 
 REPLICAS = ("serving", "serving-2", "serving-3")
 MAX_FAILED_SHARE = 0.001
@@ -30,13 +33,7 @@ MAX_FAILED_SHARE = 0.001
 
 @pytest.fixture(scope="module")
 def demo_output(scale_project: ComposeProject) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "mlops_platform", "demo", "--size", "small", "--stack", "compose"],
-        env=scale_project.environment, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-8000:]
-    return output
+    return run_short_demo(scale_project)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ The tests share one stack and run in file order, as a user's session would.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -21,7 +20,12 @@ from mlops_platform.data.generator import add_months
 from mlops_platform.orchestration import month_of
 from mlops_platform.traffic import feature_records, traffic_month
 from mlops_platform.training import git_commit
-from tests.compose.project import ComposeProject
+from tests.compose.project import (
+    ComposeProject,
+    run_short_demo,
+    settled_log_rows,
+    wait_for_log_rows,
+)
 
 LOAD_RECORDS = 300
 TIMING_LINES = ("images built", "every service healthy")
@@ -30,38 +34,11 @@ LOAD_RATE = 15  # requests a second: the load spans the restart with room on bot
 
 @pytest.fixture(scope="module")
 def demo_output(compose_project: ComposeProject) -> str:
-    """`mlops demo --size small --stack compose`, as `make demo STACK=compose` runs it."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mlops_platform", "demo", "--size", "small", "--stack", "compose"],
-        env=compose_project.environment, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-8000:]
-    return output
+    return run_short_demo(compose_project)
 
 
 def serving_url(project: ComposeProject) -> str:
     return compose.published_url("serving", 3000, project.environment)
-
-
-def settled_log_rows(project: ComposeProject) -> int:
-    """The log's row count once the writers have flushed what earlier tests sent."""
-    rows = int(project.sql("SELECT COUNT(*) FROM prediction_log"))
-    while True:
-        time.sleep(3)  # several flush intervals
-        now = int(project.sql("SELECT COUNT(*) FROM prediction_log"))
-        if now == rows:
-            return rows
-        rows = now
-
-
-def wait_for_log_rows(project: ComposeProject, expected: int, timeout: float = 120) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = int(project.sql("SELECT COUNT(*) FROM prediction_log"))
-        if rows >= expected or time.monotonic() > deadline:
-            return rows
-        time.sleep(2)
 
 
 def wait_for_metadata(url: str, timeout: float = 120) -> dict:

@@ -112,8 +112,8 @@ class Standalone:
             if self.process.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited; see {self.home}/standalone.log")
             if airflow_api.healthy(self.base_url):
-                password = json.loads((self.home / airflow_api.GENERATED_PASSWORDS).read_text())
-                self.client = airflow_api.AirflowApi(self.base_url, password["admin"])
+                password = airflow_api.generated_password(self.home)
+                self.client = airflow_api.AirflowApi(self.base_url, password)
                 return
             time.sleep(1)
         raise TimeoutError(f"airflow standalone not healthy after {timeout} s")

@@ -24,11 +24,14 @@ GENERATED_PASSWORDS = "simple_auth_manager_passwords.json.generated"
 FINISHED_STATES = ("success", "failed")
 
 
+def generated_password(airflow_home: Path) -> str:
+    """The admin password the simple auth manager keeps in Airflow's home."""
+    return json.loads((airflow_home / GENERATED_PASSWORDS).read_text())[ADMIN_USER]
+
+
 def admin_password(settings: Settings, airflow_home: Path) -> str:
     """AIRFLOW_ADMIN_PASSWORD, or the one Airflow generated into its home (native stack)."""
-    if settings.airflow_admin_password:
-        return settings.airflow_admin_password
-    return json.loads((airflow_home / GENERATED_PASSWORDS).read_text())[ADMIN_USER]
+    return settings.airflow_admin_password or generated_password(airflow_home)
 
 
 def healthy(base_url: str) -> bool:

@@ -229,7 +229,7 @@ def run_airflow(arguments: list[str], settings: Settings | None = None) -> None:
     if settings.airflow_admin_password:
         # The simple auth manager generates passwords only for users missing from this file.
         passwords = home / airflow_api.GENERATED_PASSWORDS
-        passwords.write_text(json.dumps({"admin": settings.airflow_admin_password}))
+        passwords.write_text(json.dumps({airflow_api.ADMIN_USER: settings.airflow_admin_password}))
         passwords.chmod(0o600)
     os.execvpe(sys.executable, [sys.executable, "-m", "airflow", *arguments], environment)
 

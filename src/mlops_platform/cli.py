@@ -208,6 +208,7 @@ def data_ingest(files: tuple[str, ...], year: int) -> None:
                 ("rows read", result.rows_read),
                 ("rows loaded", result.rows_loaded),
                 ("rows quarantined", result.rows_quarantined),
+                ("rows superseded", result.rows_superseded),
                 ("labels loaded", result.labels_loaded),
             ],
         )

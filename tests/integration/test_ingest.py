@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import text
+from click.testing import CliRunner
+from sqlalchemy import inspect, make_url, text
 
 from mlops_platform import db
+from mlops_platform.cli import main
+from mlops_platform.data.generator import GeneratorConfig, write_csv
 from mlops_platform.data.ingest import ingest_csv
+from mlops_platform.schema import FEATURE_NAMES
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 KAGGLE = FIXTURES / "kaggle_dirty.csv"
@@ -52,8 +58,8 @@ def test_kaggle_fixture_loads_clean_rows_and_quarantines_the_rest(store_url):
     result = ingest_csv(KAGGLE, store_url)
 
     assert result.file_name == "kaggle_dirty.csv"
-    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (41, 25, 16)
-    assert result.rows_loaded + result.rows_quarantined == result.rows_read
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (41, 24, 16)
+    assert result.rows_superseded == 1  # one (customer, month) twice: the later line wins
     assert result.labels_loaded == 23  # 24 clean rows with a score, one (customer, month) twice
     assert result.quarantine_reasons == KAGGLE_REASONS
     assert table_counts(store_url) == {
@@ -64,20 +70,26 @@ def test_kaggle_fixture_loads_clean_rows_and_quarantines_the_rest(store_url):
     }
 
 
-def test_quarantine_rows_keep_the_raw_row_and_every_reason(store_url):
+def test_quarantine_rows_keep_feature_cells_and_every_reason_but_no_pii(store_url):
     ingest_csv(KAGGLE, store_url)
     rows = {
-        line: (json.loads(raw), reason)
-        for line, raw, reason in query(
+        line: (json.loads(cells), reason)
+        for line, cells, reason in query(
             store_url,
-            "SELECT line_number, raw_row, reason FROM ingest_quarantine WHERE file_name = :f",
+            "SELECT line_number, feature_values, reason FROM ingest_quarantine"
+            " WHERE file_name = :f",
             f="kaggle_dirty.csv",
         )
     }
     assert sorted(rows) == [5, 7, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37]
-    raw, reason = rows[17]
-    assert raw["ID"] == "0xb208"
-    assert raw["Age"] == "8000"
+    cells, reason = rows[17]
+    assert set(cells) == {"customer_id", "month", *FEATURE_NAMES, "credit_score"}
+    assert (cells["customer_id"], cells["age"]) == ("CUS_0xb27", "8000")
+    stored = query(store_url, "SELECT * FROM ingest_quarantine")
+    people = query(store_url, "SELECT name, ssn FROM customers WHERE ssn IS NOT NULL")
+    assert people and not [
+        p for p in people for row in stored if any(p[0] in str(v) or p[1] in str(v) for v in row)
+    ]
     assert reason == (
         "age: 8000 outside [14, 100]; num_bank_accounts: 1414 outside [0, 20]; "
         "interest_rate: 5000 outside [0, 50]"
@@ -205,7 +217,7 @@ def test_reingesting_a_fixed_file_clears_its_stale_quarantine(store_url, tmp_pat
     fixed = path.read_text(encoding="utf-8").replace(",-500,", ",34,")
     path.write_text(fixed, encoding="utf-8")
     result = ingest_csv(path, store_url)
-    assert (result.rows_loaded, result.rows_quarantined) == (26, 15)
+    assert (result.rows_loaded, result.rows_quarantined, result.rows_superseded) == (25, 15, 1)
     assert query(store_url, "SELECT COUNT(*) FROM ingest_quarantine WHERE line_number = 5") == [
         (0,)
     ]
@@ -217,3 +229,68 @@ def test_an_unrecognised_file_writes_nothing(store_url, tmp_path):
     with pytest.raises(ValueError, match="unrecognised CSV header"):
         ingest_csv(path, store_url)
     assert set(table_counts(store_url).values()) == {0}
+
+
+def test_every_row_read_is_loaded_quarantined_or_superseded(use_store, tmp_path):
+    config = GeneratorConfig(customers=2_000, months=1, start=date(2025, 3, 1), dirty_rate=0.01)
+    (path,) = write_csv(config, tmp_path / "dirty")
+    (clean_path,) = write_csv(replace(config, dirty_rate=0), tmp_path / "clean")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    untouched = frame.index[frame.eq(pd.read_csv(clean_path, dtype=str, keep_default_na=False))
+                            .all(axis=1)]  # fmt: skip
+    # Six clean customer-months sent twice, the second time with a new balance.
+    again = frame.loc[untouched[::300][:6]].assign(monthly_balance="1234.5")
+    pd.concat([frame, again]).to_csv(path, index=False)
+
+    output = CliRunner().invoke(main, ["data", "ingest", str(path)])
+
+    assert output.exit_code == 0, output.output
+    counts = {
+        label: int(value.replace(",", ""))
+        for label, value in re.findall(r"rows (\w+)\s+│?\s*([\d,]+)", output.output)
+    }
+    assert (counts["read"], counts["superseded"]) == (2_006, 6) and counts["quarantined"] > 0
+    assert counts["read"] == counts["loaded"] + counts["quarantined"] + counts["superseded"]
+    assert table_counts(use_store)["customer_features_monthly"] == counts["loaded"]
+    assert table_counts(use_store)["ingest_quarantine"] == counts["quarantined"]
+    clean_again = query(
+        use_store,
+        "SELECT COUNT(*) FROM customer_features_monthly WHERE monthly_balance = 1234.5",
+    )[0][0]
+    assert clean_again == 6  # the later line of each pair won
+
+
+def test_migration_008_redacts_quarantine_rows_stored_with_pii(mariadb_server, tmp_path):
+    url = make_url(mariadb_server).set(database="mlops_t_before_008")
+    url_text = url.render_as_string(hide_password=False)
+    for migration_file in db.get_settings().mlops_sql_dir.glob("00[1-7]_*.sql"):
+        (tmp_path / migration_file.name).write_text(migration_file.read_text())
+    kaggle = {"ID": "0xb208", "Customer_ID": "CUS_0xb27", "Name": "Tobias Renner",
+              "SSN": "702-11-9083", "Age": "8000"}  # fmt: skip
+    ours = {"customer_id": "C1", "name": "Nia Okafor", "ssn": "614-72-0358", "age": "-5"}
+    try:
+        db.upgrade(url_text, sql_dir=tmp_path)
+        with db.transaction(url_text) as connection:
+            for line, row in ((2, kaggle), (3, ours)):
+                connection.execute(
+                    text(
+                        "INSERT INTO ingest_quarantine (file_name, line_number, raw_row, reason)"
+                        " VALUES ('old.csv', :line, :row, 'age: out of range')"
+                    ),
+                    {"line": line, "row": json.dumps(row)},
+                )
+
+        assert [m.version for m in db.upgrade(url_text)][:1] == [8]
+
+        stored = query(
+            url_text, "SELECT line_number, feature_values, reason FROM ingest_quarantine"
+        )
+        assert [(line, json.loads(cells), reason) for line, cells, reason in stored] == [
+            (2, {"Customer_ID": "CUS_0xb27", "Age": "8000"}, "age: out of range"),
+            (3, {"customer_id": "C1", "age": "-5"}, "age: out of range"),
+        ]
+        columns = {c["name"] for c in inspect(db.get_engine(url_text)).get_columns(
+            "ingest_quarantine")}  # fmt: skip
+        assert "raw_row" not in columns
+    finally:
+        db.drop_database(url_text)

@@ -282,5 +282,6 @@ def test_the_kaggle_fixture_has_the_documented_problems():
 
 
 def test_result_refuses_counts_that_do_not_add_up():
-    with pytest.raises(AssertionError, match="!= 3 read"):
-        IngestResult("f.csv", 3, 1, 1, 0, {})
+    IngestResult("f.csv", 3, 1, 1, 1, 0, {})
+    with pytest.raises(AssertionError, match="0 superseded != 3 read"):
+        IngestResult("f.csv", 3, 1, 1, 0, 0, {})

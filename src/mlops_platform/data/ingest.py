@@ -1,7 +1,9 @@
 """Ingest a credit-score CSV (our layout or Kaggle's raw layout) into the feature store.
 
 Values are cleaned only where the intent is unambiguous; every other row goes to
-`ingest_quarantine` with a reason, so rows loaded + rows quarantined = rows read.
+`ingest_quarantine` with a reason. When clean rows repeat a (customer_id, month), the
+last one in the file wins and the earlier ones count as superseded, so
+rows loaded + rows quarantined + rows superseded = rows read.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ KAGGLE_COLUMNS = (
     "Total_EMI_per_month", "Amount_invested_monthly", "Payment_Behaviour", "Monthly_Balance",
     "Credit_Score",
 )  # fmt: skip
-# Kaggle's names are ours capitalised; ID has no counterpart and stays only in raw_row.
+# Kaggle's names are ours capitalised; ID has no counterpart and is not kept.
 KAGGLE_TO_OURS = {name: name.lower() for name in KAGGLE_COLUMNS if name != "ID"}
 KEY_AND_FEATURES = frozenset({"customer_id", "month", *FEATURE_NAMES})
+# What a quarantined row keeps of its cells: never name, SSN or columns we do not know.
+QUARANTINED_COLUMNS = ("customer_id", "month", *FEATURE_NAMES, TARGET, "label_observed_at")
 REQUIRED_COLUMNS: dict[Layout, frozenset[str]] = {
     "ours": KEY_AND_FEATURES,
     "kaggle": frozenset(k for k, v in KAGGLE_TO_OURS.items() if v in KEY_AND_FEATURES),
@@ -70,20 +74,22 @@ CREDIT_SCORE_FEATURE = Feature(TARGET, "categorical", domain=CREDIT_SCORES, null
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one `ingest_csv` call did; loaded + quarantined always equals read."""
+    """What one `ingest_csv` call did; loaded + quarantined + superseded always equals read."""
 
     file_name: str
     rows_read: int
-    rows_loaded: int
+    rows_loaded: int  # one per (customer_id, month): the last clean row in the file
     rows_quarantined: int
+    rows_superseded: int  # clean rows whose (customer_id, month) a later row replaces
     labels_loaded: int  # label rows written: one per (customer_id, month)
     quarantine_reasons: dict[str, int]
 
     def __post_init__(self) -> None:
-        if self.rows_loaded + self.rows_quarantined != self.rows_read:
+        accounted = self.rows_loaded + self.rows_quarantined + self.rows_superseded
+        if accounted != self.rows_read:
             raise AssertionError(
                 f"{self.file_name}: {self.rows_loaded} loaded + {self.rows_quarantined}"
-                f" quarantined != {self.rows_read} read"
+                f" quarantined + {self.rows_superseded} superseded != {self.rows_read} read"
             )
 
 
@@ -420,7 +426,9 @@ def _upsert(connection: Connection, table: str, frame: pd.DataFrame) -> None:
 def _quarantine_frame(
     file_name: str, raw: pd.DataFrame, lines: pd.Series, reasons: pd.Series
 ) -> pd.DataFrame:
-    bad = raw.loc[reasons.index]
+    """Line, reason and the key and feature cells as read; PII stays out of the quarantine."""
+    named = raw.loc[reasons.index].rename(columns=KAGGLE_TO_OURS)
+    bad = named[[c for c in QUARANTINED_COLUMNS if c in named.columns]]
     header = [str(c) for c in bad.columns]
     cells = bad.astype(object).where(bad.notna(), None).itertuples(index=False, name=None)
     records = [json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False) for row in cells]
@@ -428,7 +436,7 @@ def _quarantine_frame(
         {
             "file_name": file_name,
             "line_number": lines.loc[reasons.index].to_numpy(),
-            "raw_row": records,
+            "feature_values": records,
             "reason": _cut(reasons.astype("str"), MAX_REASON_CHARS).to_numpy(),
         }
     )
@@ -437,7 +445,10 @@ def _quarantine_frame(
 def ingest_csv(
     path: Path, url: str | None = None, *, year: int = 2025, label_delay_days: int = 20
 ) -> IngestResult:
-    """Clean one CSV and load it, with its quarantined rows, in a single transaction."""
+    """Clean one CSV and load it, with its quarantined rows, in a single transaction.
+
+    Of clean rows repeating a (customer_id, month), the last in the file wins (superseded).
+    """
     if not MIN_YEAR <= year <= MAX_YEAR:
         raise ValueError(f"year must be in {MIN_YEAR}..{MAX_YEAR}, got {year}")
     if label_delay_days < 0:
@@ -481,8 +492,9 @@ def ingest_csv(
     return IngestResult(
         file_name=file_name,
         rows_read=len(raw),
-        rows_loaded=len(good),
+        rows_loaded=len(latest),
         rows_quarantined=len(quarantine),
+        rows_superseded=len(good) - len(latest),
         labels_loaded=len(labels),
         quarantine_reasons={str(k): int(v) for k, v in counts.items()},
     )

@@ -27,10 +27,14 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--seed", type=int, default=42, help="generator seed of the records")
 
 
-@events.test_start.add_listener
+@events.init.add_listener
 def load_pools(environment: Any, **_: Any) -> None:
-    """Generated records to send, and customer ids the store knows (read once)."""
+    """Generated records to send, and customer ids the store knows (read once).
+
+    On `init`, before the run-time clock starts, so loading does not eat the test's time.
+    """
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     from mlops_platform import db
     from mlops_platform.config import get_settings
@@ -42,15 +46,19 @@ def load_pools(environment: Any, **_: Any) -> None:
     month = next(generate_months(config)).features
     columns = month[["customer_id", *FEATURE_NAMES]].assign(month=month["month"].astype(str))
     POOL["records"] = json.loads(columns.to_json(orient="records"))
-    with db.transaction(options.store_url or get_settings().feature_store_url) as connection:
-        POOL["customer_ids"] = list(
-            connection.execute(
-                text("SELECT DISTINCT customer_id FROM customer_features_monthly LIMIT :n"),
-                {"n": 10_000},
-            ).scalars()
-        )
+    # SystemExit ends locust here; any other exception is only logged and the test runs on.
+    try:
+        with db.transaction(options.store_url or get_settings().feature_store_url) as connection:
+            POOL["customer_ids"] = list(
+                connection.execute(
+                    text("SELECT DISTINCT customer_id FROM customer_features_monthly LIMIT :n"),
+                    {"n": 10_000},
+                ).scalars()
+            )
+    except OperationalError as error:
+        raise SystemExit(f"cannot read customer ids from the feature store: {error.orig}") from None
     if not POOL["customer_ids"]:
-        raise RuntimeError("the feature store has no customers: run `mlops data generate`")
+        raise SystemExit("the feature store has no customers: run `mlops data generate`")
 
 
 class ServiceUser(FastHttpUser):

@@ -48,15 +48,22 @@ def settled_rows(store_url: str, quiet_s: float = 1.5) -> int:
 
 
 def run_locust(args: argparse.Namespace, directory: Path) -> list[dict[str, Any]]:
-    """Locust headless; users finish their request when time is up, so none is cut off."""
-    subprocess.run(
+    """Locust headless; users finish their request when time is up, so none is cut off.
+
+    Locust exits non-zero when any request failed; the stats still tell what happened.
+    """
+    finished = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
          "--host", args.url, "--users", str(args.users), "--spawn-rate", str(args.users),
          "--run-time", f"{args.duration}s", "--stop-timeout", "30", "--only-summary",
          "--json-file", str(directory / "stats"), "--store-url", args.store_url],
-        check=True,
     )  # fmt: skip
-    return json.loads((directory / "stats.json").read_text())
+    stats = directory / "stats.json"
+    if not stats.exists():
+        raise SystemExit(
+            f"locust stopped (exit code {finished.returncode}) before it sent any request"
+        )
+    return json.loads(stats.read_text())
 
 
 def percentile(response_times: dict[str, int], fraction: float) -> float:
@@ -97,6 +104,12 @@ def main() -> None:
         records = int(RECORDS_IN_NAME.search(entry["name"])[1])
         answered += (entry["num_requests"] - entry["num_failures"]) * records
     console.print(table)
+    if answered == 0:
+        sent = sum(entry["num_requests"] for entry in stats)
+        raise SystemExit(
+            f"FAILED: the service at {args.url} answered no request with 200"
+            f" ({sent:,} sent in {args.duration} s); nothing was load-tested"
+        )
 
     deadline = time.monotonic() + 60
     while (grown := logged_rows(args.store_url) - before) < answered:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import sys
 from datetime import date
 from pathlib import Path
@@ -525,6 +526,17 @@ def monitor_record_trigger(report_id: int, run_id: str) -> None:
     from mlops_platform.monitoring import record_trigger
 
     record_trigger(report_id, run_id)
+
+
+@monitor.command("exporter")
+@click.option("--host", help="Interface to bind (default: EXPORTER_HOST).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: EXPORTER_PORT).")
+def monitor_exporter(host: str | None, port: int | None) -> None:
+    """Serve model-quality gauges for Prometheus (/metrics) and log Alertmanager's alerts."""
+    from mlops_platform.alerting.exporter import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    serve(host, port)
 
 
 @main.group()

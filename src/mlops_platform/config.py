@@ -165,6 +165,16 @@ class Settings(BaseSettings):
     performance_min_labelled: int = Field(
         300, ge=1, description="Labelled predictions needed to judge live accuracy."
     )
+    exporter_host: str = Field(
+        "127.0.0.1", description="Interface the model-quality exporter for Prometheus binds to."
+    )
+    exporter_port: int = Field(9811, description="Port of the model-quality exporter.")
+    exporter_db_timeout_s: float = Field(
+        3, gt=0, description="Longest one scrape waits for MariaDB before reporting it down."
+    )
+    monitoring_stale_after_hours: float = Field(
+        3, gt=0, description="Age of the newest monitoring report at which alerts call it stale."
+    )
     feature_pipeline_schedule: str = Field(
         "@monthly", description="When Airflow builds and validates the next snapshot."
     )

@@ -19,15 +19,24 @@ STACK ?= native
 help: ## Show the targets and what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: ## Install what is missing (apt: MariaDB server and client headers; uv) and sync the locked env
+install: ## Install what is missing (apt: MariaDB server and client headers, promtool, amtool; uv) and sync the locked env
 	@missing=""; \
 	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
 	dpkg -s libmariadb-dev >/dev/null 2>&1 || missing="$$missing libmariadb-dev"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing apt packages:$$missing"; \
-		$(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing; \
-	fi
+		$(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing || exit 1; \
+	fi; \
+	for daemon in prometheus prometheus-alertmanager; do \
+		case " $$missing " in *" $$daemon "*) \
+			echo "stopping the $$daemon daemon the package started (only its tool is needed)"; \
+			if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now $$daemon >/dev/null 2>&1; \
+			else $(SUDO) service $$daemon stop >/dev/null 2>&1; fi || true;; \
+		esac; \
+	done
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 	@touch $(INSTALLED)

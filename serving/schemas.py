@@ -1,23 +1,36 @@
 """Request and response shapes of the prediction service, generated from `schema.FEATURES`.
 
 Numbers and strings are strict (no `"30"` for 30, no `true` for 1), unknown fields are
-rejected, and every error names the field and the rule it broke.
+rejected, and every error names the field and the rule it broke. What the credit-score
+data set writes is accepted and normalised: `4.0` for a count, a numeric customer id,
+loan lists such as `"Auto Loan, and Payday Loan"`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, ClassVar, Literal, NotRequired
 
 # BentoML's public API has no root-body input type; its own parses with json.loads and
-# answers malformed JSON with a 500, so the prediction body subclasses it below.
+# answers malformed JSON with a 500, so the request bodies subclass it below.
 from _bentoml_sdk.io_models import IORootModel
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs it for TypedDicts before 3.12
 
 from mlops_platform.config import get_settings
+from mlops_platform.data.ingest import normalise_loan_list
 from mlops_platform.schema import CREDIT_SCORES, FEATURES, Feature
+from serving.validation import (
+    MAX_LISTED_ERRORS,
+    MalformedObject,
+    Rejected,
+    check_records,
+    read_json,
+    wrong_body_type,
+)
 
 # Well-formed categories are accepted even when training never saw them (they are
 # predicted and flagged); this only keeps garbage such as "!@9#%8" out.
@@ -41,6 +54,47 @@ EXAMPLE_RECORD: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _whole_number(value: Any) -> Any:
+    """`4.0` → 4 (pandas writes counts as floats once a column held a null); 4.5 is refused."""
+    if type(value) is float:
+        if not value.is_integer():
+            raise PydanticCustomError(
+                "whole_number", "must be a whole number: {value} has a fraction", {"value": value}
+            )
+        return int(value)
+    return value
+
+
+def _canonical_loan_list(value: Any) -> Any:
+    """The data set's `"A, B, and C"` → the `"A,B,C"` the model was trained on."""
+    return normalise_loan_list(value)[0] if isinstance(value, str) else value
+
+
+def _customer_id_text(value: Any) -> Any:
+    """A numeric id (`1234` or `1234.0`) is the text `"1234"`."""
+    if type(value) is int or (type(value) is float and value.is_integer()):
+        return str(int(value))
+    return value
+
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: Any) -> date:
+    """Only `YYYY-MM-DD` text (JSON has no dates); a number is not taken for a timestamp."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("date_type", "must be a date written YYYY-MM-01")
+    try:
+        if ISO_DATE.fullmatch(value):
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise PydanticCustomError("date_format", "must be a date written YYYY-MM-01: got {value!r}",
+                              {"value": value[:40]})  # fmt: skip
+
+
 def _first_of_month(value: date) -> date:
     if value.day != 1:
         raise PydanticCustomError(
@@ -58,6 +112,8 @@ def _feature_field(feature: Feature) -> Any:
             number,
             Field(ge=feature.low, le=feature.high, description=f"{rule} to {feature.high:g}"),
         ]
+        if feature.integer:
+            annotation = Annotated[annotation, BeforeValidator(_whole_number)]
     elif feature.kind == "categorical":
         annotation = Annotated[
             str,
@@ -74,14 +130,17 @@ def _feature_field(feature: Feature) -> Any:
             Field(
                 pattern=LOAN_LIST_PATTERN,
                 max_length=LOAN_LIST_MAX_CHARS,
-                description="comma-separated loan types, e.g. 'Auto Loan,Payday Loan'",
+                description="comma-separated loan types, e.g. 'Auto Loan,Payday Loan'"
+                " ('Auto Loan, and Payday Loan' is normalised to that)",
             ),
+            BeforeValidator(_canonical_loan_list),
         ]
     if feature.nullable:
         return NotRequired[annotation | None]
     return annotation
 
 
+CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN), BeforeValidator(_customer_id_text)]
 # A TypedDict validates into plain dicts, twice as fast as model instances (measured).
 Record = TypedDict(
     "Record",
@@ -89,13 +148,13 @@ Record = TypedDict(
         **{feature.name: _feature_field(feature) for feature in FEATURES},
         "customer_id": NotRequired[
             Annotated[
-                Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)] | None,
+                CustomerId | None,
                 Field(description="logged with the prediction, to match late labels"),
             ]
         ],
         "month": NotRequired[
             Annotated[
-                Annotated[date, AfterValidator(_first_of_month)] | None,
+                Annotated[date, BeforeValidator(_iso_date), AfterValidator(_first_of_month)] | None,
                 Field(description="YYYY-MM-01: the month these features describe"),
             ]
         ],
@@ -106,17 +165,48 @@ Record.__pydantic_config__ = ConfigDict(
     extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra={"example": EXAMPLE_RECORD}
 )
 Batch = Annotated[list[Record], Field(min_length=1, max_length=MAX_BATCH)]
-CustomerIds = Annotated[
-    list[Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]],
-    Field(min_length=1, max_length=MAX_BATCH),
-]
+
+
+class CustomerIdsBody(TypedDict):
+    """The `/predict_by_customer` body: the ids to predict, in order."""
+
+    __pydantic_config__ = ConfigDict(  # type: ignore[misc]
+        extra="forbid", strict=True, json_schema_extra={"example": {"customer_ids": ["CUS_0x1a2b"]}}
+    )
+    customer_ids: Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 RECORD = TypeAdapter(Record)
 BATCH = TypeAdapter(Batch)
+CUSTOMER_IDS = TypeAdapter(CustomerIdsBody)
+RECORD_FIELDS = frozenset(Record.__annotations__)
+CUSTOMER_IDS_FIELDS = frozenset(CustomerIdsBody.__annotations__)
 
 
 def parse_predict_body(body: bytes) -> Any:
-    """A JSON object is one `Record`, a JSON array a batch of them; errors name field and rule."""
-    return (BATCH if body.lstrip()[:1] == b"[" else RECORD).validate_json(body)
+    """One record (a JSON object) or a batch (a JSON array), validated; else `Rejected`."""
+    parsed = read_json(body, RECORD_FIELDS)
+    if isinstance(parsed, Rejected):
+        return parsed
+    if isinstance(parsed, dict | MalformedObject):
+        return check_records([parsed], RECORD, RECORD_FIELDS, batch=False)
+    if not isinstance(parsed, list):
+        return wrong_body_type(parsed, "a JSON object (one record) or an array of them (a batch)")
+    if not 1 <= len(parsed) <= MAX_BATCH:
+        return Rejected(
+            "batch_size", f"a batch holds 1 to {MAX_BATCH} records; this one has {len(parsed)}"
+        )
+    return check_records(parsed, RECORD, RECORD_FIELDS, batch=True)
+
+
+def parse_customer_ids_body(body: bytes) -> Any:
+    """`{"customer_ids": [...]}`, validated; else `Rejected`."""
+    parsed = read_json(body, CUSTOMER_IDS_FIELDS)
+    if isinstance(parsed, Rejected):
+        return parsed
+    if not isinstance(parsed, dict | MalformedObject):
+        return wrong_body_type(parsed, 'a JSON object {"customer_ids": [...]}')
+    return check_records([parsed], CUSTOMER_IDS, CUSTOMER_IDS_FIELDS, batch=False)
 
 
 Probabilities = TypedDict("Probabilities", dict.fromkeys(CREDIT_SCORES, float))
@@ -145,15 +235,29 @@ class OneOfRoot:
         return schema
 
 
-class PredictRequest(OneOfRoot, IORootModel[Record | Batch]):
-    """The `/predict` body: one record (a JSON object) or a batch (a JSON array)."""
+class OwnParser:
+    """Bodies are parsed by `parse`: the root is the valid value or a `Rejected`, never raised
+    (BentoML would answer a raised error in its own shapes, with every error listed)."""
 
     __root_input__ = True
+    parse: ClassVar[Callable[[bytes], Any]]
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
         body = json_data.encode() if isinstance(json_data, str) else bytes(json_data)
-        return cls.model_construct(root=parse_predict_body(body))
+        return cls.model_construct(root=cls.parse(body))
+
+
+class PredictRequest(OwnParser, OneOfRoot, IORootModel[Record | Batch]):
+    """The `/predict` body: one record (a JSON object) or a batch (a JSON array)."""
+
+    parse = staticmethod(parse_predict_body)
+
+
+class CustomerIdsRequest(OwnParser, IORootModel[CustomerIdsBody]):
+    """The `/predict_by_customer` body."""
+
+    parse = staticmethod(parse_customer_ids_body)
 
 
 class PredictResponse(OneOfRoot, IORootModel[Prediction | list[Prediction]]):
@@ -175,7 +279,21 @@ class ChampionInfo(BaseModel):
     )
 
 
-class ErrorBody(BaseModel):
-    """Every error the service returns itself (not found, not ready, too large …)."""
+class FieldError(BaseModel):
+    """One problem with one field (or with the body or a record, when `field` is null)."""
 
-    error: str
+    loc: list[int | str] = Field(description="where: record index (in a batch), then field")
+    field: str | None
+    rule: str = Field(description="the rule broken, e.g. less_than_equal, duplicate_field")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer of the service, the framework's own included."""
+
+    error: str = Field(description="what went wrong, in a sentence")
+    rule: str = Field(description="why, for programs: e.g. validation_failed, not_found")
+    errors: list[FieldError] = Field(
+        description=f"the first {MAX_LISTED_ERRORS} field-level problems (empty when none)"
+    )
+    error_count: int = Field(description="how many field-level problems there are in all")

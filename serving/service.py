@@ -20,7 +20,6 @@ import bentoml
 with bentoml.importing():
     import anyio.to_thread
     from fastapi import FastAPI
-    from pydantic import ValidationError
 
     from mlops_platform import logstore, registry
     from mlops_platform.config import get_settings
@@ -34,16 +33,23 @@ with bentoml.importing():
         read_urls,
     )
     from serving.metrics import serving_metrics
-    from serving.middleware import RequestLimits, RequestTimeout, error, json_response
+    from serving.middleware import (
+        ErrorEnvelope,
+        RequestLimits,
+        RequestTimeout,
+        error,
+        json_response,
+    )
     from serving.prediction_log import MariaDBSink, PredictionLogWriter, Spool
     from serving.schemas import (
         ChampionInfo,
-        CustomerIds,
+        CustomerIdsRequest,
         ErrorBody,
         Prediction,
         PredictRequest,
         PredictResponse,
     )
+    from serving.validation import Rejected
 
 # Serves GET routes next to BentoML's POST-only APIs; BentoML adds them to /docs.json.
 routes = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -53,16 +59,6 @@ MLFLOW_CLIENT_ENVIRONMENT = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
-
-
-class SkipClientErrors(logging.Filter):
-    """Drops BentoML's ERROR-with-traceback for a 400 on bad input (the access log has it)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], ValidationError))
-
-
-SKIP_CLIENT_ERRORS = SkipClientErrors()
 
 
 @bentoml.service(
@@ -76,7 +72,6 @@ class CreditScoreService:
 
     def __init__(self) -> None:
         settings = get_settings()
-        logging.getLogger("bentoml._internal.server.http_app").addFilter(SKIP_CLIENT_ERRORS)
         # BentoML shows INFO only for its own loggers; reloads and replays belong there too.
         logging.getLogger("serving").setLevel(logging.INFO)
         for name, value in MLFLOW_CLIENT_ENVIRONMENT.items():
@@ -118,24 +113,29 @@ class CreditScoreService:
 
         `customer_id` and `month` are optional; they are logged to match late labels.
         """
+        if isinstance(body, Rejected):
+            return rejected(body)
         started = time.perf_counter()
         champion = self.champions.champion
         if champion is None:
-            return error(503, NOT_READY)
+            return error(503, NOT_READY, "not_ready")
         records = body if isinstance(body, list) else [body]
         predictions = self._predict(champion, records, started)
         return json_response(predictions if isinstance(body, list) else predictions[0])
 
-    @bentoml.api(route="/predict_by_customer")
-    async def predict_by_customer(self, customer_ids: CustomerIds) -> list[Prediction]:
+    @bentoml.api(route="/predict_by_customer", input_spec=CustomerIdsRequest)
+    async def predict_by_customer(self, body: Any, /) -> list[Prediction]:
         """Predict from each customer's latest month in the feature store, in request order.
 
         All or nothing: if any id is not in the store, the answer is 404 naming them.
         """
+        if isinstance(body, Rejected):
+            return rejected(body)
+        customer_ids = body["customer_ids"]
         started = time.perf_counter()
         champion = self.champions.champion
         if champion is None:
-            return error(503, NOT_READY)
+            return error(503, NOT_READY, "not_ready")
         found = self.customers.cached(customer_ids)
         if missing := sorted(set(customer_ids) - found.keys()):
             try:
@@ -143,10 +143,12 @@ class CreditScoreService:
             except FeatureStoreUnavailable as unavailable:
                 # The causes name internal hosts: they go to the log, not to the client.
                 logging.getLogger("serving").warning("%s", unavailable)
-                return error(503, "the feature store is unavailable; try again shortly")
+                message = "the feature store is unavailable; try again shortly"
+                return error(503, message, "feature_store_unavailable")
         unknown = sorted(set(customer_ids) - found.keys())
         if unknown:
-            return error(404, f"customer ids not in the feature store: {', '.join(unknown)}")
+            message = f"customer ids not in the feature store: {', '.join(unknown)}"
+            return error(404, message, "unknown_customer")
         records = [found[customer_id] for customer_id in customer_ids]
         return json_response(self._predict(champion, records, started))
 
@@ -155,7 +157,7 @@ class CreditScoreService:
         """The champion answering now: version, run, training base date, test metrics."""
         champion = self.champions.champion
         if champion is None:
-            return error(503, NOT_READY)
+            return error(503, NOT_READY, "not_ready")
         return champion.info()
 
     @bentoml.on_shutdown
@@ -204,6 +206,11 @@ class CreditScoreService:
         return predictions
 
 
+def rejected(body: Rejected) -> Any:
+    """The 400 for a body that failed its checks (see `serving.validation`)."""
+    return error(400, body.message, body.rule, body.errors, body.error_count)
+
+
 def new_request_ids(count: int) -> list[str]:
     """Random (version 4) UUIDs from one urandom call: uuid4() per record cost 2 µs each."""
     digits = os.urandom(16 * count).hex()
@@ -214,6 +221,9 @@ def new_request_ids(count: int) -> list[str]:
 
 
 CreditScoreService.add_asgi_middleware(
-    RequestLimits, max_body_bytes=get_settings().serving_max_body_bytes
+    RequestLimits,
+    max_body_bytes=get_settings().serving_max_body_bytes,
+    max_header_bytes=get_settings().serving_max_header_bytes,
 )
+CreditScoreService.add_asgi_middleware(ErrorEnvelope)
 RequestTimeout.install()

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     serving_max_body_bytes: int = Field(
         2_000_000, ge=1_024, description="Largest request body the service accepts."
     )
+    serving_max_header_bytes: int = Field(
+        16_384, ge=1_024, description="Largest request head (all header names and values)."
+    )
     serving_log_batch_rows: int = Field(
         500, ge=1, description="Prediction log rows per insert batch."
     )

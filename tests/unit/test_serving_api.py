@@ -24,8 +24,12 @@ from serving import customers
 from serving.champion import Champion
 from serving.customers import FeatureStoreUnavailable
 from serving.schemas import EXAMPLE_RECORD, MAX_BATCH
+from serving.validation import MAX_LISTED_ERRORS
+from tests.serving_bodies import HOSTILE_BODIES, assert_envelope, record_text, unknown_fields_batch
 from tests.serving_harness import fit, labelled_frame, records
 from tests.unit.test_serving_log import FakeTable, features_of, logged_features, wait_until
+
+JSON = {"content-type": "application/json"}
 
 
 class FakeSource:
@@ -167,14 +171,15 @@ def test_nullable_features_may_be_left_out(client):
     ("change", "field", "rule"),
     [
         ({"age": 500}, "age", "less_than_equal"),
-        ({"age": 30.5}, "age", "int_type"),
+        ({"age": 30.5}, "age", "whole_number"),
         ({"age": "30"}, "age", "int_type"),
-        ({"annual_income": None}, "annual_income", "float_type"),
+        ({"annual_income": None}, "annual_income", "null_not_allowed"),
         ({"interest_rate": True}, "interest_rate", "float_type"),
         ({"occupation": "!@9#%8"}, "occupation", "string_pattern_mismatch"),
         ({"type_of_loan": "Auto Loan,"}, "type_of_loan", "string_pattern_mismatch"),
         ({"type_of_loan": ",".join(["Auto Loan"] * 30)}, "type_of_loan", "string_too_long"),
         ({"month": "2025-06-15"}, "month", "first_of_month"),
+        ({"month": "2025-6-1"}, "month", "date_format"),
         ({"month": 1_750_000_000}, "month", "date_type"),
         ({"customer_id": "x" * 25}, "customer_id", "string_pattern_mismatch"),
         ({"nickname": "Bob"}, "nickname", "extra_forbidden"),
@@ -183,54 +188,120 @@ def test_nullable_features_may_be_left_out(client):
 def test_bad_fields_get_400_naming_the_field_and_the_rule(client, fakes, change, field, rule):
     response = client.post("/predict", json=[EXAMPLE_RECORD, {**EXAMPLE_RECORD, **change}])
 
-    assert response.status_code == 400
-    [error] = response.json()["detail"]
-    assert (error["loc"], error["type"]) == ([1, field], rule)
-    assert error["msg"]
+    body = assert_envelope(response, 400)
+    [error] = body["errors"]
+    assert (error["loc"], error["field"], error["rule"]) == ([1, field], field, rule)
+    assert body["error_count"] == 1 and body["rule"] == "validation_failed"
     assert fakes["table"].rows == {}
+
+
+def test_a_null_in_a_required_field_says_it_is_required(client):
+    [error] = assert_envelope(client.post("/predict", json={**EXAMPLE_RECORD, "age": None}))[
+        "errors"
+    ]
+    assert error["message"] == "age: is required and may not be null"
 
 
 def test_a_missing_required_feature_is_named(client):
     record = {k: v for k, v in EXAMPLE_RECORD.items() if k != "outstanding_debt"}
 
-    [error] = client.post("/predict", json=record).json()["detail"]
-    assert (error["loc"], error["type"]) == (["outstanding_debt"], "missing")
+    [error] = assert_envelope(client.post("/predict", json=record), 400)["errors"]
+    assert (error["loc"], error["rule"]) == (["outstanding_debt"], "missing")
+
+
+def test_duplicate_keys_get_400_naming_the_field(client):
+    body = record_text(age="-5")[:-1] + b',"age":41}'
+    response = client.post("/predict", content=body, headers=JSON)
+
+    [error] = assert_envelope(response, 400)["errors"]
+    assert (error["loc"], error["field"], error["rule"]) == (["age"], "age", "duplicate_field")
+
+
+def test_dataset_rows_are_normalised_and_predicted(client, fakes):
+    row = {
+        **EXAMPLE_RECORD,
+        "type_of_loan": "Auto Loan, Credit-Builder Loan, and Personal Loan",
+        "num_bank_accounts": 4.0,
+        "num_of_delayed_payment": 7.0,
+        "customer_id": 1234,
+    }
+    response = client.post("/predict", json=row)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["customer_id"] == "1234"
+    wait_until(lambda: response.json()["request_id"] in fakes["table"].rows)
+    logged = logged_features(fakes["table"].rows[response.json()["request_id"]])
+    assert logged["type_of_loan"] == "Auto Loan,Credit-Builder Loan,Personal Loan"
+    assert (logged["num_bank_accounts"], logged["num_of_delayed_payment"]) == (4, 7)
 
 
 @pytest.mark.parametrize(
     ("body", "rule"),
     [
         (b"{not json", "json_invalid"),
-        (b"", "missing"),
-        (b"42", "dict_type"),
+        (b"", "empty_body"),
+        (b"  ", "empty_body"),
+        (b"42", "body_type"),
         (json.dumps({**EXAMPLE_RECORD, "annual_income": float("nan")}).encode(), "finite_number"),
-        (b"[" * 10_000, "json_invalid"),
-        (b"[]", "too_short"),
-        (json.dumps([EXAMPLE_RECORD] * (MAX_BATCH + 1)).encode(), "too_long"),
+        (b"[" * 10_000, "json_too_deep"),
+        (b"[]", "batch_size"),
+        (json.dumps([EXAMPLE_RECORD] * (MAX_BATCH + 1)).encode(), "batch_size"),
     ],
 )
 def test_malformed_bodies_get_400_not_500(client, body, rule):
-    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    response = client.post("/predict", content=body, headers=JSON)
 
-    assert response.status_code == 400
-    assert rule in {error["type"] for error in response.json()["detail"]}
+    assert assert_envelope(response, 400)["rule"] == rule
     assert client.post("/predict", json=EXAMPLE_RECORD).status_code == 200  # still serving
+
+
+def test_error_lists_are_bounded_with_a_total_count(client):
+    response = client.post("/predict", content=unknown_fields_batch(), headers=JSON)
+
+    body = assert_envelope(response, 400)
+    assert (len(body["errors"]), body["error_count"]) == (MAX_LISTED_ERRORS, 1_000)
+    assert {error["rule"] for error in body["errors"]} == {"too_many_fields"}
+    assert len(response.content) < 10_000
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "body"), HOSTILE_BODIES, ids=[b[0] for b in HOSTILE_BODIES]
+)
+def test_every_hostile_body_gets_a_4xx_in_the_envelope(client, fakes, name, path, body):
+    assert_envelope(client.post(path, content=body, headers=JSON))
+    assert fakes["table"].rows == {}
 
 
 def test_bodies_over_the_limit_get_413_also_when_chunked(client):
     limit = get_settings().serving_max_body_bytes
     big = b"[" + b" " * limit + b"]"
 
-    assert client.post("/predict", content=big).status_code == 413
+    assert_envelope(client.post("/predict", content=big), 413)
     chunked = client.post("/predict", content=iter([big[:1000], big[1000:]]))
-    assert chunked.status_code == 413
-    assert "larger than" in chunked.json()["error"]
+    assert "larger than" in assert_envelope(chunked, 413)["error"]
+
+
+def test_an_empty_chunked_body_is_answered_as_empty(client):
+    response = client.post("/predict", content=iter([b""]), headers=JSON)
+
+    assert assert_envelope(response, 400)["rule"] == "empty_body"
 
 
 def test_bodies_that_are_not_json_get_415(client):
-    response = client.post("/predict", data={"age": "30"})
+    assert_envelope(client.post("/predict", data={"age": "30"}), 415)
 
-    assert response.status_code == 415
+
+def test_oversize_headers_get_431(client):
+    limit = get_settings().serving_max_header_bytes
+    response = client.get("/metadata", headers={"x-padding": "a" * limit})
+
+    assert "headers are larger" in assert_envelope(response, 431)["error"]
+
+
+def test_the_frameworks_own_4xx_answers_use_the_envelope(client):
+    assert "/nowhere" in assert_envelope(client.get("/nowhere"), 404)["error"]
+    assert "GET is not allowed" in assert_envelope(client.get("/predict"), 405)["error"]
+    assert_envelope(client.put("/metadata", json={}), 405)
 
 
 def test_predict_by_customer_uses_the_latest_stored_month(client, fakes):
@@ -257,13 +328,14 @@ def test_predict_by_customer_answers_404_naming_unknown_ids_and_predicts_nothing
 
 def test_predict_by_customer_validates_ids_and_reports_a_store_outage_as_503(client, fakes):
     bad = client.post("/predict_by_customer", json={"customer_ids": ["CUS 1; DROP"]})
-    assert bad.status_code == 400
-    assert bad.json()["detail"][0]["loc"] == ["customer_ids", 0]
+    assert assert_envelope(bad, 400)["errors"][0]["loc"] == ["customer_ids", 0]
+    extra = client.post("/predict_by_customer", json={"customer_ids": ["CUS_0x1"], "x": 1})
+    assert assert_envelope(extra, 400)["errors"][0]["rule"] == "extra_forbidden"
 
     fakes["customers"].down = True
     down = client.post("/predict_by_customer", json={"customer_ids": ["CUS_0x1"]})
     assert down.status_code == 503
-    assert down.json() == {"error": "the feature store is unavailable; try again shortly"}
+    assert down.json()["error"] == "the feature store is unavailable; try again shortly"
 
 
 REPLICA_LAG = "mlops_feature_store_replica_lag_seconds"

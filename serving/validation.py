@@ -1,0 +1,218 @@
+"""Request bodies checked in bounded steps: JSON, then shape and size, then each record.
+
+A hostile body must cost little: objects with more fields than a record can have are
+not built (only counted), duplicate keys are caught while parsing, the shape of the
+body is checked before pydantic sees any record, and at most `MAX_LISTED_ERRORS`
+errors are listed (with the total count), whatever the body holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+MAX_LISTED_ERRORS = 20
+# Enough to name a few fields in a message, not so many that messages grow with the body.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+NAMED_FIELDS = 5
+NAME_CHARS = 64  # of a field name quoted back: the body chooses them
+# pydantic's type errors for a null in a field that does not allow it.
+TYPE_ERRORS = frozenset({"int_type", "float_type", "string_type", "list_type", "date_type"})
+ALLOWED_HINT = "the fields are listed in the API description at /"
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true or false",
+              int: "a number", float: "a number", type(None): "null"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A body refused before the API ran: the rule, a summary and the first errors."""
+
+    rule: str
+    message: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    error_count: int = 0
+
+
+@dataclass(frozen=True)
+class MalformedObject:
+    """A JSON object with duplicate keys or more fields than any body allows, not built."""
+
+    fields: int
+    limit: int
+    duplicates: tuple[str, ...] = ()
+    unknown: int = 0
+    unknown_named: tuple[str, ...] = ()
+
+
+class NonFiniteLiteral(ValueError):
+    """NaN, Infinity and -Infinity are not JSON, though Python's parser takes them."""
+
+
+class ErrorList:
+    """The first `MAX_LISTED_ERRORS` errors, and how many there were in all."""
+
+    def __init__(self) -> None:
+        self.listed: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, loc: Sequence[int | str], rule: str, message: str) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_LISTED_ERRORS:
+            self.listed.append(field_error(loc, rule, message))
+
+    @property
+    def full(self) -> bool:
+        return len(self.listed) >= MAX_LISTED_ERRORS
+
+    def rejected(self, what: str) -> Rejected:
+        shown = "" if self.count == len(self.listed) else f"; the first {len(self.listed)} listed"
+        return Rejected(
+            "validation_failed",
+            f"{self.count} problem(s) in {what}{shown}",
+            self.listed,
+            self.count,
+        )
+
+
+def field_error(loc: Sequence[int | str], rule: str, message: str) -> dict[str, Any]:
+    """One entry of an error list; `field` is the first name in `loc` (None: a whole record)."""
+    loc = [part[:NAME_CHARS] if isinstance(part, str) else part for part in loc]
+    name = next((part for part in loc if isinstance(part, str)), None)
+    return {"loc": loc, "field": name, "rule": rule,
+            "message": f"{name}: {message}" if name else message}  # fmt: skip
+
+
+def read_json(body: bytes, allowed: frozenset[str]) -> Any:
+    """The parsed body, with objects of duplicate keys or over `most_fields(allowed)` fields
+    left as `MalformedObject`; a `Rejected` when it is empty or not JSON."""
+    limit = most_fields(allowed)
+
+    def build(pairs: list[tuple[str, Any]]) -> Any:
+        if len(pairs) > limit:
+            unknown = [key for key, _ in pairs if key not in allowed]
+            return MalformedObject(
+                len(pairs),
+                limit,
+                (),
+                len(unknown),
+                tuple(name[:NAME_CHARS] for name in unknown[:NAMED_FIELDS]),
+            )
+        built = dict(pairs)
+        if len(built) < len(pairs):
+            seen: set[str] = set()
+            repeated = {key for key, _ in pairs if key in seen or seen.add(key)}
+            named = sorted(name[:NAME_CHARS] for name in repeated)
+            return MalformedObject(len(pairs), limit, tuple(named))
+        return built
+
+    def refuse(literal: str) -> Any:
+        raise NonFiniteLiteral(literal)
+
+    if not body.strip():
+        return Rejected(
+            "empty_body",
+            "empty body: send a JSON object (one record) or array (a batch) as application/json",
+        )
+    try:
+        parsed = json.loads(body, object_pairs_hook=build, parse_constant=refuse)
+        if SURROGATE_ESCAPE.search(body):  # a pair is a character, a lone half is not
+            json.dumps(parsed, ensure_ascii=False, default=repr).encode()
+        return parsed
+    except UnicodeEncodeError:
+        return Rejected("json_invalid", "the body holds a lone surrogate escape (\\ud800-\\udfff)")
+    except NonFiniteLiteral as literal:
+        return Rejected("finite_number", f"{literal} is not a JSON number: send a finite number")
+    except json.JSONDecodeError as malformed:
+        return Rejected(
+            "json_invalid",
+            f"malformed JSON at line {malformed.lineno} column {malformed.colno}: {malformed.msg}",
+        )
+    except RecursionError:
+        return Rejected("json_too_deep", "the JSON is nested too deeply; records are flat objects")
+    except UnicodeDecodeError:
+        return Rejected("json_invalid", "the body is not UTF-8 text")
+    except ValueError:  # an integer literal of thousands of digits
+        return Rejected("number_too_large", "a number in the body has too many digits")
+
+
+def most_fields(allowed: frozenset[str]) -> int:
+    """Objects up to this size are built and their unknown fields named one by one."""
+    return 2 * len(allowed)
+
+
+def wrong_body_type(value: Any, expected: str) -> Rejected:
+    return Rejected("body_type", f"the body must be {expected}; got {json_type(value)}")
+
+
+def json_type(value: Any) -> str:
+    return JSON_TYPES.get(type(value), "an object")
+
+
+def check_records(
+    records: list[Any], adapter: TypeAdapter, allowed: frozenset[str], *, batch: bool
+) -> Any:
+    """The records validated by `adapter` (one, or the list when `batch`), or `Rejected`.
+
+    Shape first (objects, field counts, duplicates, unknown fields) for every record, then
+    pydantic; only the listed errors are ever turned into messages.
+    """
+    shape = ErrorList()
+    for index, record in enumerate(records):
+        at = [index] if batch else []
+        if isinstance(record, MalformedObject):
+            malformed_errors(record, at, shape)
+        elif not isinstance(record, dict):
+            shape.add(
+                at, "record_type", f"each record must be a JSON object; got {json_type(record)}"
+            )
+        elif unknown := record.keys() - allowed:
+            for name in sorted(unknown):
+                shape.add([*at, name], "extra_forbidden", "unknown field: " + ALLOWED_HINT)
+    what = f"the batch of {len(records)} records" if batch else "the body"
+    if shape.count:
+        return shape.rejected(what)
+    try:
+        return [adapter.validate_python(record) for record in records] if batch else (
+            adapter.validate_python(records[0])
+        )  # fmt: skip
+    except ValidationError:
+        pass
+    errors = ErrorList()
+    for index, record in enumerate(records):
+        try:
+            adapter.validate_python(record)
+        except ValidationError as invalid:
+            at = [index] if batch else []
+            if errors.full:
+                errors.count += invalid.error_count()
+                continue
+            for problem in invalid.errors(include_url=False, include_context=False):
+                errors.add([*at, *problem["loc"]], *rule_and_message(problem))
+    return errors.rejected(what)
+
+
+def malformed_errors(record: MalformedObject, at: list[int], errors: ErrorList) -> None:
+    """What is wrong with an object too large to build, or with duplicate keys."""
+    if record.duplicates:
+        for name in record.duplicates:
+            errors.add([*at, name], "duplicate_field",
+                       "appears more than once; send each field once")  # fmt: skip
+        return
+    named = ", ".join(record.unknown_named) + (", …" if record.unknown > NAMED_FIELDS else "")
+    errors.add(
+        at, "too_many_fields",
+        f"has {record.fields} fields, {record.unknown} of them unknown ({named});"
+        f" at most {record.limit} are read; " + ALLOWED_HINT,
+    )  # fmt: skip
+
+
+def rule_and_message(problem: dict[str, Any]) -> tuple[str, str]:
+    """pydantic's error as (rule, message); a null where one is not allowed says so."""
+    if problem["type"] in TYPE_ERRORS and problem.get("input", ...) is None:
+        return "null_not_allowed", "is required and may not be null"
+    return problem["type"], problem["msg"]

@@ -14,7 +14,7 @@ SERVICE_URL ?= http://127.0.0.1:3000
 STACK ?= native
 
 .PHONY: help install test test-unit test-integration test-e2e test-compose lint format bench \
-	bench-serving bench-scale test-scale up down status demo serve load compose-build
+	bench-serving bench-serving-hostile bench-scale test-scale up down status demo serve load compose-build
 
 help: ## Show the targets and what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,6 +78,9 @@ bench: $(INSTALLED) ## Print the speed figures (load, snapshot, training, drift,
 bench-serving: $(INSTALLED) ## Print the prediction service's throughput and latency with wrk (own servers)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }
 	$(UV) run python -m tests.bench.bench_serving
+
+bench-serving-hostile: $(INSTALLED) ## Print what a 1.7 MB body of unknown fields costs the service and valid requests beside it
+	$(UV) run python -m tests.bench.bench_serving_hostile
 
 bench-scale: $(INSTALLED) ## Throughput through HAProxy with 3 serving replicas and with 1 (scale overlay; Docker, wrk)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(APT_INSTALL) wrk; }

@@ -36,7 +36,7 @@ def serving_metrics() -> ServingMetrics:
         ),
         log_backlog=Gauge(
             "mlops_prediction_log_backlog_rows",
-            "Prediction log rows waiting in memory for the writer.",
+            "Prediction log rows not yet in MariaDB: in memory, or spooled while it was down.",
             multiprocess_mode="livesum",
         ),
         log_flushes=Counter(

@@ -83,6 +83,8 @@ class Spool:
     flock on it while it lives; `seal()` renames it to `ready-<time>-<owner>.tsv` for
     replay. Replays take the same lock per file, so no two processes replay one file at
     once, and an active file whose lock can be taken was left by a dead process.
+    Each process counts the rows of the files it wrote or claimed until they are replayed
+    (by any process), so the rows waiting in the spool are the sum over the processes.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -91,6 +93,8 @@ class Spool:
         self.active_path = directory / f"active-{self.owner}.tsv"
         self._lock = threading.Lock()
         self._active: IO[bytes] | None = None
+        self._active_rows = 0
+        self._ready_rows: dict[Path, int] = {}  # this process's ready files, until replayed
 
     def append(self, lines: bytes) -> None:
         """Append encoded rows to this process's active file and fsync it."""
@@ -102,15 +106,25 @@ class Spool:
             self._active.write(lines)
             self._active.flush()
             os.fsync(self._active.fileno())
+            self._active_rows += lines.count(b"\n")
 
     def seal(self) -> None:
         """Hand the active file over to replay; the next append starts a new one."""
         with self._lock:
             if self._active is None:
                 return
-            os.rename(self.active_path, self._ready_path(self.owner))
+            ready = self._ready_path()
+            os.rename(self.active_path, ready)
             self._active.close()
             self._active = None
+            self._ready_rows[ready], self._active_rows = self._active_rows, 0
+
+    def waiting_rows(self) -> int:
+        """Rows this process spooled (or claimed) that no process has replayed yet."""
+        with self._lock:
+            for path in [path for path in self._ready_rows if not path.exists()]:
+                del self._ready_rows[path]
+            return self._active_rows + sum(self._ready_rows.values())
 
     def has_rows(self) -> bool:
         """Whether any rows wait in this process's active file or in any ready file."""
@@ -133,7 +147,10 @@ class Spool:
                 continue
             with _locked(path) as handle:
                 if handle is not None:
-                    os.rename(path, self._ready_path(path.stem.removeprefix("active-")))
+                    ready = self._ready_path()
+                    os.rename(path, ready)
+                    with self._lock:
+                        self._ready_rows[ready] = _count_lines(handle)
 
     def replay(self, sink: LogSink) -> int:
         """Store every ready file, oldest first, deleting each once stored: rows stored.
@@ -151,8 +168,13 @@ class Spool:
                 path.unlink()
         return stored
 
-    def _ready_path(self, owner: str) -> Path:
-        return self.directory / f"ready-{time.time_ns():020d}-{owner}.tsv"
+    def _ready_path(self) -> Path:
+        return self.directory / f"ready-{time.time_ns():020d}-{self.owner}.tsv"
+
+
+def _count_lines(handle: IO[bytes]) -> int:
+    handle.seek(0)
+    return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 @contextmanager
@@ -221,12 +243,13 @@ class PredictionLogWriter:
         self._stopping = False
         self._retry_at = 0.0
         self._in_flight: list[ScoredBatch] = []
+        self._spooled_rows = 0  # as of the writer's last count; requests only read it
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     @property
     def backlog(self) -> int:
-        """Rows waiting in memory."""
-        return self._queued_rows
+        """Rows waiting in memory (queued, or in the batch being written)."""
+        return self._queued_rows + row_count(self._in_flight)
 
     def start(self) -> None:
         self._thread.start()
@@ -251,6 +274,7 @@ class PredictionLogWriter:
                 log.exception("cannot write the prediction log spool")
         elif full_batch:
             self._wake.set()
+        self._report_backlog(self._spooled_rows)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Store what is queued (database, else spool) and stop the writer thread."""
@@ -289,9 +313,15 @@ class PredictionLogWriter:
             self._replay()
         while batch := self._take():
             self._store(batch, final)
-        metrics = serving_metrics()
-        metrics.log_backlog.set(self.backlog)
-        metrics.spool_bytes.set(self.spool.size_bytes())
+            self._report_backlog()
+        self._report_backlog()
+        serving_metrics().spool_bytes.set(self.spool.size_bytes())
+
+    def _report_backlog(self, spooled_rows: int | None = None) -> None:
+        """Set the backlog gauge: rows in memory and in the spool (`spooled_rows` if known)."""
+        if spooled_rows is None:
+            self._spooled_rows = spooled_rows = self.spool.waiting_rows()
+        serving_metrics().log_backlog.set(self.backlog + spooled_rows)
 
     def _take(self) -> list[ScoredBatch]:
         """Whole submits, oldest first, up to `batch_rows` rows (at least one submit)."""

@@ -97,6 +97,11 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def bentoml_home(self) -> Path:
+        """Its own, as `mlops serve` gives each service: BentoML keeps /metrics files there."""
+        return self.log_path.parent / f"bentoml-{self.port}"
+
     def start(self) -> ServiceProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -105,7 +110,7 @@ class ServiceProcess:
                     "serving.service:CreditScoreService", "--port", str(self.port),
                 ],
                 cwd=PROJECT_ROOT,
-                env={**os.environ, **self.environment},
+                env={**os.environ, "BENTOML_HOME": str(self.bentoml_home), **self.environment},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

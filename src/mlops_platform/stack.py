@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -248,7 +249,7 @@ def serving_command(settings: Settings | None = None) -> list[str]:
 def run_serving(settings: Settings | None = None) -> None:
     """Replace this process with the BentoML prediction service."""
     command = serving_command(settings)
-    os.execv(command[0], command)
+    os.execve(command[0], command, serving_environment(settings))
 
 
 PLACEHOLDER = "change-me"
@@ -261,3 +262,11 @@ def refuse_placeholders(environment: dict[str, str]) -> None:
         raise ValueError(
             f"edit the {PLACEHOLDER} values in .env before starting: {', '.join(unchanged)}"
         )
+def serving_environment(settings: Settings | None = None) -> dict[str, str]:
+    """The service's environment with a BentoML home of its own (per host and port): every
+    `bentoml serve` keeps its Prometheus files under it, and wipes them when it starts."""
+    settings = settings or get_settings()
+    home = settings.mlops_data_dir / "serving" / f"{socket.gethostname()}-{settings.serving_port}"
+    return {**os.environ, "BENTOML_HOME": str(home.resolve())}
+
+

@@ -8,6 +8,7 @@ outage test stops and restarts. Every successful prediction's request_id is kept
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -31,6 +32,8 @@ from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
 from mlops_platform.mariadb_server import LocalMariaDB, free_port, start_local_mariadb
 from serving.schemas import EXAMPLE_RECORD
+from serving.validation import MAX_LISTED_ERRORS
+from tests.serving_bodies import HOSTILE_BODIES, assert_envelope, unknown_fields_batch
 from tests.serving_harness import (
     ServiceProcess,
     fit,
@@ -41,6 +44,9 @@ from tests.serving_harness import (
 )
 
 CUSTOMERS = 200
+JSON = {"content-type": "application/json"}
+BACKLOG = "mlops_prediction_log_backlog_rows"
+PREDICTIONS = "mlops_predictions_total"
 LATEST_MONTH = "2025-02-01"
 
 
@@ -100,6 +106,12 @@ class Client:
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.service.url + path, timeout=10)
+
+
+def metric(client: Client, name: str) -> float:
+    """A metric's value summed over its samples (and the workers), from /metrics."""
+    samples = re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", client.get("/metrics").text, re.M)
+    return sum(map(float, samples))
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 30, message: str = "") -> Any:
@@ -252,19 +264,78 @@ def test_predictions_single_batch_and_by_customer_are_logged(
     )  # fmt: skip
 
 
-def test_client_mistakes_get_4xx_that_name_the_problem(client: Client, versions) -> None:
+def test_client_mistakes_get_4xx_in_the_envelope_that_name_the_problem(
+    client: Client, versions
+) -> None:
+    url = client.service.url
     out_of_range = client.post("/predict", [EXAMPLE_RECORD, {**EXAMPLE_RECORD, "age": 200}])
-    assert out_of_range.status_code == 400
-    [error] = out_of_range.json()["detail"]
-    assert (error["loc"], error["type"]) == ([1, "age"], "less_than_equal")
+    [error] = assert_envelope(out_of_range, 400)["errors"]
+    assert (error["loc"], error["field"], error["rule"]) == ([1, "age"], "age", "less_than_equal")
+    [null] = assert_envelope(client.post("/predict", {**EXAMPLE_RECORD, "age": None}))["errors"]
+    assert null["message"] == "age: is required and may not be null"
+    duplicate = httpx.post(url + "/predict", content=b'{"age": -5, "age": 41}', headers=JSON)
+    assert assert_envelope(duplicate, 400)["errors"][0]["rule"] == "duplicate_field"
 
+    empty = httpx.post(url + "/predict", content=b"", headers=JSON)
+    assert assert_envelope(empty, 400)["error"].startswith("empty body")
+    malformed = httpx.post(url + "/predict", content=b"{not json", headers=JSON)
+    assert assert_envelope(malformed, 400)["rule"] == "json_invalid"
     unknown = client.post("/predict_by_customer", {"customer_ids": ["CUS_0xdoesnotexist"]})
-    assert unknown.status_code == 404 and "CUS_0xdoesnotexist" in unknown.json()["error"]
+    assert "CUS_0xdoesnotexist" in assert_envelope(unknown, 404)["error"]
+    extra = client.post("/predict_by_customer", {"customer_ids": ["CUS_0x1"], "limit": 5})
+    assert assert_envelope(extra, 400)["errors"][0]["loc"] == ["limit"]
 
-    too_large = httpx.post(client.service.url + "/predict", content=b"[" + b" " * 3_000_000)
-    assert too_large.status_code == 413
-    not_json = httpx.post(client.service.url + "/predict", data={"age": "30"})
-    assert not_json.status_code == 415
+    assert_envelope(httpx.post(url + "/predict", content=b"[" + b" " * 3_000_000), 413)
+    assert_envelope(httpx.post(url + "/predict", data={"age": "30"}), 415)
+    assert_envelope(httpx.get(url + "/nowhere"), 404)
+    assert_envelope(httpx.get(url + "/predict"), 405)
+    # Past the body limit in a header: read by the server, refused before any handler.
+    huge_header = httpx.get(url + "/metadata", headers={"x-padding": "a" * 4_000_000})
+    assert "headers are larger" in assert_envelope(huge_header, 431)["error"]
+    assert client.post("/predict", EXAMPLE_RECORD).status_code == 200
+
+
+def test_every_hostile_body_gets_a_4xx_in_the_envelope(client: Client, versions) -> None:
+    with httpx.Client(base_url=client.service.url, headers=JSON, timeout=30) as http:
+        for name, path, body in HOSTILE_BODIES:
+            response = http.post(path, content=body)
+            try:
+                assert_envelope(response)
+            except AssertionError as failure:
+                raise AssertionError(f"{name}: {failure}") from None
+    assert client.post("/predict", EXAMPLE_RECORD).status_code == 200
+
+
+def test_a_batch_of_unknown_fields_gets_a_bounded_answer(client: Client, versions) -> None:
+    body = unknown_fields_batch()  # the issue's 1.7 MB body: it got 30 MB of errors after 11.7 s
+    response = httpx.post(client.service.url + "/predict", content=body, headers=JSON)
+
+    answer = assert_envelope(response, 400)
+    assert (len(answer["errors"]), answer["error_count"]) == (MAX_LISTED_ERRORS, 1_000)
+    assert len(response.content) < 10_000
+
+
+def test_rows_written_as_in_the_data_set_are_normalised_and_predicted(
+    client: Client, versions, log_store: LogStore
+) -> None:
+    row = {
+        **EXAMPLE_RECORD,
+        "type_of_loan": "Auto Loan, Credit-Builder Loan, and Personal Loan",
+        "num_credit_card": 5.0,
+        "num_credit_inquiries": 4.0,
+        "customer_id": 4021,
+    }
+    response = client.post("/predict", row)
+    fraction = client.post("/predict", {**row, "num_credit_card": 5.5})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["customer_id"] == "4021"
+    [error] = assert_envelope(fraction, 400)["errors"]
+    assert (error["field"], error["rule"]) == ("num_credit_card", "whole_number")
+    assert_log_holds_exactly_what_was_served(client, log_store)
+    logged = log_store.rows([response.json()["request_id"]])[response.json()["request_id"]]
+    assert logged["type_of_loan"] == "Auto Loan,Credit-Builder Loan,Personal Loan"
+    assert (logged["num_credit_card"], logged["customer_id"]) == (5, "4021")
 
 
 def test_a_new_champion_and_a_rollback_are_picked_up_without_a_failed_request(
@@ -317,14 +388,41 @@ def test_a_log_store_outage_loses_no_prediction(
         assert store_down.status_code == 503
         wait_until(lambda: any((service_dir / "spool").glob("*.tsv")),
                    message="nothing was spooled")  # fmt: skip
+        # 230 rows wait (more, if rows of earlier tests were not stored yet).
+        wait_until(lambda: metric(client, BACKLOG) >= 230, message="the backlog reads too low")
     finally:
         log_store.restart()
 
     assert_log_holds_exactly_what_was_served(client, log_store)
+    wait_until(lambda: metric(client, BACKLOG) == 0, message="backlog left after the replay")
     wait_until(lambda: not list((service_dir / "spool").glob("*.tsv")),
                message="spool files left after the replay")  # fmt: skip
     metrics = client.get("/metrics").text
     assert 'mlops_prediction_log_rows_total{destination="replay"}' in metrics
+
+
+def test_two_services_on_one_host_keep_their_own_metrics(
+    client: Client, versions, environment, service_dir: Path
+) -> None:
+    predicted = metric(client, PREDICTIONS)
+    assert predicted > 0
+    other = ServiceProcess(
+        {**environment, "SERVING_WORKERS": "1",
+         "SERVING_CACHE_DIR": str(service_dir / "cache"),
+         "SERVING_SPOOL_DIR": str(service_dir / "spool")},
+        service_dir / "other.log",
+    ).start()  # fmt: skip
+    try:
+        other.wait("/readyz")
+        beside = Client(other, client.served, client.lock)
+        assert metric(beside, PREDICTIONS) == 0  # before, it listed the first one's counters
+        assert beside.post("/predict", [EXAMPLE_RECORD] * 3).status_code == 200
+
+        assert metric(beside, PREDICTIONS) == 3
+        assert metric(client, PREDICTIONS) == predicted  # and starting it wiped them
+    finally:
+        other.stop()
+    assert other.bentoml_home != client.service.bentoml_home
 
 
 def test_schemathesis_finds_no_server_error(client: Client, versions, log_store) -> None:

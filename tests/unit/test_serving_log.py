@@ -160,6 +160,32 @@ def test_while_the_database_is_down_rows_are_spooled_then_replayed_once_in_order
     assert sample("mlops_prediction_log_rows_total", "replay") - replayed_before >= 150
 
 
+def backlog_gauge() -> float:
+    return REGISTRY.get_sample_value("mlops_prediction_log_backlog_rows")
+
+
+def test_the_backlog_gauge_counts_rows_in_memory_then_in_the_spool_until_replayed(
+    table, make_writer
+):
+    table.hang.set()  # the database stalls: the writer waits inside its first insert
+    writer = make_writer()
+    writer.start()
+    writer.submit(make_rows(30))
+    wait_until(lambda: writer.backlog == 30 and writer._in_flight)
+    writer.submit(make_rows(20, start=30))
+    assert backlog_gauge() == 50  # 30 in the stalled insert, 20 queued
+
+    table.down = True
+    table.release.set()  # the insert fails: all 50 go to the spool
+    wait_until(lambda: writer.backlog == 0 and writer.spool.size_bytes() > 0)
+    wait_until(lambda: backlog_gauge() == 50)
+
+    table.hang.clear()
+    table.down = False
+    wait_until(lambda: len(table.rows) == 50)
+    wait_until(lambda: backlog_gauge() == 0)
+
+
 def test_a_replay_whose_answer_was_lost_still_stores_each_row_exactly_once(table, tmp_path):
     spool = Spool(tmp_path)
     spool.append(encoded(make_rows(300)))
@@ -225,7 +251,8 @@ def test_a_writer_stuck_on_the_database_spools_everything_at_shutdown(table, mak
     writer.start()
     for start in (0, 10, 20):
         writer.submit(make_rows(10, start=start))
-    wait_until(lambda: writer.backlog == 20)  # one batch is inside the hanging insert
+    wait_until(lambda: writer._in_flight)  # one batch is inside the hanging insert
+    assert writer.backlog == 30  # which still counts as waiting
 
     writer.close(timeout=0.2)
 

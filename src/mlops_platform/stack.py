@@ -246,6 +246,14 @@ def serving_command(settings: Settings | None = None) -> list[str]:
     ]  # fmt: skip
 
 
+def serving_environment(settings: Settings | None = None) -> dict[str, str]:
+    """The service's environment with a BentoML home of its own (per host and port): every
+    `bentoml serve` keeps its Prometheus files under it, and wipes them when it starts."""
+    settings = settings or get_settings()
+    home = settings.mlops_data_dir / "serving" / f"{socket.gethostname()}-{settings.serving_port}"
+    return {**os.environ, "BENTOML_HOME": str(home.resolve())}
+
+
 def run_serving(settings: Settings | None = None) -> None:
     """Replace this process with the BentoML prediction service."""
     command = serving_command(settings)
@@ -262,11 +270,3 @@ def refuse_placeholders(environment: dict[str, str]) -> None:
         raise ValueError(
             f"edit the {PLACEHOLDER} values in .env before starting: {', '.join(unchanged)}"
         )
-def serving_environment(settings: Settings | None = None) -> dict[str, str]:
-    """The service's environment with a BentoML home of its own (per host and port): every
-    `bentoml serve` keeps its Prometheus files under it, and wipes them when it starts."""
-    settings = settings or get_settings()
-    home = settings.mlops_data_dir / "serving" / f"{socket.gethostname()}-{settings.serving_port}"
-    return {**os.environ, "BENTOML_HOME": str(home.resolve())}
-
-

@@ -4,7 +4,7 @@
 Builds the point-in-time training snapshot for the run's month (features of earlier
 months, labels observed by the first of this month) and validates it. A snapshot that
 passes updates the training-snapshot asset, which starts `continuous_training`:
-the *new data* trigger of MLOps Level 1.
+with `reason=schedule` when this run was scheduled, `new-data` otherwise.
 
 Re-running a month rebuilds its snapshot in one transaction; nothing is duplicated.
 CLI equivalent: `mlops features build --base-dt D && mlops validate --base-dt D`.
@@ -15,9 +15,10 @@ from __future__ import annotations
 from airflow.sdk import Asset, dag, task
 
 from mlops_platform.config import get_settings
+from mlops_platform.dates import month_of
 from mlops_platform.orchestration import (
     DAG_DEFAULTS,
-    month_of,
+    announced_reason,
     run_moment,
     schedule_of,
     snapshot_asset_uri,
@@ -53,7 +54,8 @@ def feature_pipeline():
         if not report.passed:
             # Retrying cannot fix bad data: fail now, and do not announce the snapshot.
             raise AirflowFailException("; ".join(str(f) for f in report.failures))
-        context["outlet_events"][TRAINING_SNAPSHOT].extra = build
+        reason = announced_reason(context["dag_run"].run_type)
+        context["outlet_events"][TRAINING_SNAPSHOT].extra = {**build, "reason": reason}
         return build
 
     validate_snapshot(build_snapshot())

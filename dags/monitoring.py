@@ -2,12 +2,14 @@
 ### Monitoring
 
 Every hour: data drift of the champion's live traffic against its training profile
-(PSI and chi-square, counted inside MariaDB), live accuracy from late labels, then one
-decision. `retrain` triggers `continuous_training` with `reason=drift|performance` and
-the report id; otherwise the retraining branch is skipped.
+(PSI and chi-square, counted inside MariaDB) and live accuracy from late labels, each
+stored as a report; then one decision on those reports, passed by id. `retrain` triggers
+`continuous_training` with `reason=drift|performance` and the report id; otherwise the
+retraining branch is skipped.
 
 All windows end at the run's logical date, so a re-run judges the same window.
-CLI equivalent: `mlops drift check`, `mlops monitor performance`, `mlops monitor decide`.
+CLI equivalent: `mlops drift check`, `mlops monitor performance`,
+`mlops monitor decide DRIFT_REPORT PERFORMANCE_REPORTS…`.
 """
 
 from __future__ import annotations
@@ -30,22 +32,22 @@ from mlops_platform.orchestration import DAG_DEFAULTS, TRAINING_DAG_ID, run_mome
 )
 def monitoring():
     @task
-    def drift_check(**context) -> int | None:
-        from mlops_platform.drift import check
+    def drift_check(**context) -> int:
+        from mlops_platform.monitoring.drift import check
 
         return check(end=run_moment(context)).report_id
 
     @task
-    def performance_check(**context) -> int | None:
-        from mlops_platform.monitoring import performance
+    def performance_check(**context) -> list[int]:
+        from mlops_platform.monitoring.performance import performance
 
-        return performance(end=run_moment(context)).report_id
+        return performance(end=run_moment(context)).report_ids
 
     @task.branch
-    def decide(**context) -> str:
-        from mlops_platform.monitoring import decide
+    def decide(drift_report_id: int, performance_report_ids: list[int], **context) -> str:
+        from mlops_platform.monitoring.decision import decide
 
-        decision = decide(end=run_moment(context))
+        decision = decide(drift_report_id, performance_report_ids)
         if decision.action != "retrain":
             return "no_retraining"
         context["ti"].xcom_push(
@@ -63,13 +65,12 @@ def monitoring():
 
     @task
     def record_trigger(**context) -> None:
-        from mlops_platform.monitoring import record_trigger
+        from mlops_platform.monitoring.reports import record_trigger
 
         conf = context["ti"].xcom_pull(task_ids="decide", key="conf")
         record_trigger(conf["report_id"], f"retrain__{context['run_id']}")
 
-    decision = decide()
-    [drift_check(), performance_check()] >> decision
+    decision = decide(drift_check(), performance_check())
     decision >> trigger_retraining >> record_trigger()
     decision >> EmptyOperator(task_id="no_retraining")
 

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from mlops_platform import db
 from mlops_platform.config import get_settings
 from mlops_platform.data.loader import upsert_frame
-from mlops_platform.features import months_before, parse_date
+from mlops_platform.dates import add_months, month_of
+from mlops_platform.features import parse_date
 from mlops_platform.schema import CREDIT_SCORES
 
 LATEST_FEATURES_SQL = "features/latest_customer_features.sql"
@@ -38,7 +39,7 @@ def score_customers(score_date: str | date, url: str | None = None) -> BatchResu
 
     started = time.perf_counter()
     day = parse_date(score_date)
-    month_start = day.replace(day=1)
+    month_start = month_of(day)
     sql = (get_settings().mlops_sql_dir / LATEST_FEATURES_SQL).read_text(encoding="utf-8")
     with db.get_engine(url).connect() as connection:
         features = pd.read_sql(
@@ -46,7 +47,7 @@ def score_customers(score_date: str | date, url: str | None = None) -> BatchResu
             connection,
             params={
                 "as_of": month_start,
-                "active_since": months_before(month_start, ACTIVE_MONTHS),
+                "active_since": add_months(month_start, -ACTIVE_MONTHS),
             },
         )
     version, model = load_champion()

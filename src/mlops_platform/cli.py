@@ -11,7 +11,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
+
+from mlops_platform import cli_tables
+from mlops_platform.errors import PlatformError
+from mlops_platform.orchestration import TRIGGER_REASONS
 
 console = Console()
 
@@ -52,48 +55,17 @@ BASE_DATE = BaseDateType()
 
 
 def print_table(title: str, rows: list[tuple[str, object]]) -> None:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for label, value in rows:
-        table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
-    console.print(table)
-
-
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors that explain themselves: shown as one line, not a traceback."""
-    from mlops_platform.compose import ComposeError
-    from mlops_platform.db import MigrationError
-    from mlops_platform.features import SnapshotRebuilt
-    from mlops_platform.registry import RegistryError
-    from mlops_platform.validation import SnapshotNotValidated
-
-    errors: list[type[BaseException]] = [
-        MigrationError, SnapshotRebuilt, RegistryError, SnapshotNotValidated, ComposeError,
-        ValueError,
-    ]  # fmt: skip
-    if "mlflow" in sys.modules:  # only when already imported: importing it costs seconds
-        from mlflow.exceptions import MlflowException
-
-        errors.append(MlflowException)
-    return tuple(errors)
+    console.print(cli_tables.facts_table(title, rows))
 
 
 class PlatformGroup(click.Group):
+    """Errors that explain themselves (`PlatformError`) print as one line, not a traceback."""
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except click.ClickException:
-            raise
-        except OperationalError as error:
-            raise click.ClickException(
-                f"the feature store is not reachable or not ready: {error.orig}."
-                " Check FEATURE_STORE_URL, and run `mlops db upgrade` on a new database."
-            ) from error
-        except Exception as error:
-            if isinstance(error, expected_errors()):
-                raise click.ClickException(str(error)) from error
-            raise
+        except PlatformError as error:
+            raise click.ClickException(str(error)) from error
 
 
 @click.group(cls=PlatformGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -268,7 +240,7 @@ def validate(base_dt: date) -> None:
 )
 @click.option(
     "--reason",
-    type=click.Choice(["manual", "schedule", "new-data", "drift", "performance"]),
+    type=click.Choice(TRIGGER_REASONS),
     default="manual",
     show_default=True,
     help="Why this training runs; recorded as lineage.",
@@ -282,14 +254,13 @@ def train(
     dag_run_id: str | None,
 ) -> None:
     """Train on a validated snapshot, log to MLflow, register, and run the champion gate."""
-    from mlops_platform.registry import format_decision_table
     from mlops_platform.training import gate_candidate, train_candidate
 
     candidate = train_candidate(
         base_dt, trials=trials, time_budget_s=time_budget, reason=reason, dag_run_id=dag_run_id
     )
     console.print(f"MLflow run {candidate.run_id}, registered version {candidate.version}")
-    console.print(format_decision_table(gate_candidate(candidate)))
+    console.print(cli_tables.gate_table(gate_candidate(candidate)))
 
 
 @main.command("mlflow-server")
@@ -318,9 +289,9 @@ def _registry():
 def model_status(history: int) -> None:
     """Show aliases, versions, their metrics and lineage, and the deployment history."""
     registry = _registry()
-    console.print(registry.format_status_table(registry.status()))
+    console.print(cli_tables.status_table(registry.status()))
     if history:
-        console.print(registry.format_history_table(registry.deployment_history(limit=history)))
+        console.print(cli_tables.history_table(registry.deployment_history(limit=history)))
 
 
 @model.command("promote")
@@ -479,12 +450,10 @@ def drift() -> None:
 @click.option("--model-version", help="Version to check (default: the champion).")
 def drift_check(start, end, model_version: str | None) -> None:
     """PSI and chi-square per feature, counted in MariaDB; stores a report and an HTML page."""
-    from mlops_platform import drift as drift_stage
-    from mlops_platform import tracking
+    from mlops_platform.monitoring.drift import check
 
-    tracking.configure()
-    report = drift_stage.check(start, end, model_version)
-    console.print(drift_stage.format_drift_table(report))
+    report = check(start, end, model_version)
+    console.print(cli_tables.drift_table(report))
     if report.html_path:
         console.print(f"HTML report: {report.html_path}")
 
@@ -500,22 +469,24 @@ def monitor() -> None:
 @click.option("--model-version", help="Only this version (default: every version in the window).")
 def monitor_performance(start, end, model_version: str | None) -> None:
     """Accuracy, macro-F1 and per-class recall of the labels that arrived in the window."""
-    from mlops_platform import monitoring, tracking
+    from mlops_platform.monitoring.performance import performance
 
-    tracking.configure()
-    report = monitoring.performance(start, end, model_version=model_version)
-    console.print(monitoring.format_performance_table(report))
+    report = performance(start, end, model_version=model_version)
+    console.print(cli_tables.performance_table(report))
 
 
 @monitor.command("decide")
-@window_start
-@window_end
-def monitor_decide(start, end) -> None:
-    """retrain (drift or performance, with the report id), ok, or insufficient-data."""
-    from mlops_platform import monitoring, tracking
+@click.argument("drift_report", type=click.IntRange(min=1))
+@click.argument("performance_reports", nargs=-1, type=click.IntRange(min=1))
+def monitor_decide(drift_report: int, performance_reports: tuple[int, ...]) -> None:
+    """retrain (drift or performance, with the report id), ok, or insufficient-data.
 
-    tracking.configure()
-    console.print(monitoring.format_decision(monitoring.decide(start, end)))
+    Decides from stored reports: DRIFT_REPORT from `mlops drift check` and the
+    PERFORMANCE_REPORTS of the same window from `mlops monitor performance`.
+    """
+    from mlops_platform.monitoring.decision import decide
+
+    console.print(cli_tables.decision_table(decide(drift_report, performance_reports)))
 
 
 @monitor.command("record-trigger")
@@ -523,7 +494,7 @@ def monitor_decide(start, end) -> None:
 @click.argument("run_id")
 def monitor_record_trigger(report_id: int, run_id: str) -> None:
     """Note on a report which training run it triggered (starts the cooldown)."""
-    from mlops_platform.monitoring import record_trigger
+    from mlops_platform.monitoring.reports import record_trigger
 
     record_trigger(report_id, run_id)
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from mlops_platform.config import PROJECT_ROOT
+from mlops_platform.errors import PlatformError
 
 # A slow host's first start (image layers cold, every service importing at once) stays
 # well inside this; it bounds a start that will never become healthy.
@@ -22,7 +23,7 @@ UP_TIMEOUT_S = 600
 BALANCER = "balancer"
 
 
-class ComposeError(RuntimeError):
+class ComposeError(PlatformError):
     """A `docker compose` command failed; the message says which and how."""
 
 

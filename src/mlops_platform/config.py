@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     drift_window_hours: float = Field(24, gt=0, description="Default drift and accuracy window.")
     drift_psi_warn: float = Field(0.1, gt=0, description="PSI at which a feature is flagged.")
     drift_psi_alert: float = Field(0.2, gt=0, description="PSI at which a feature has drifted.")
+    drift_psi_severe: float = Field(
+        0.5, gt=0, description="PSI of one drifted feature that alone makes the dataset drifted."
+    )
     drift_chi2_p_value: float = Field(
         0.01, gt=0, lt=1, description="Chi-square p-value below which a categorical drifted."
     )
@@ -150,7 +153,10 @@ class Settings(BaseSettings):
         500, ge=1, description="Smallest window that can be judged; fewer is 'insufficient data'."
     )
     drift_share_threshold: float = Field(
-        0.3, gt=0, le=1, description="Share of drifted features that makes the dataset drifted."
+        0.3,
+        gt=0,
+        le=1,
+        description="Importance-weighted share of drifted features that makes the dataset drifted.",
     )
     drift_key_features: str = Field(
         "delay_from_due_date,outstanding_debt,num_of_delayed_payment",

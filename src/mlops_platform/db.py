@@ -11,18 +11,41 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, make_url, text
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL, ExceptionContext
+from sqlalchemy.exc import OperationalError
 
 from mlops_platform.config import get_settings
+from mlops_platform.errors import InvalidInput, PlatformError
 
 MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 SAFE_IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 MIGRATION_LOCK = "mlops_schema_migrations"
 
 
-class MigrationError(RuntimeError):
+class MigrationError(PlatformError):
     """A migration file is malformed, or an applied one was edited afterwards."""
+
+
+class StoreUnavailable(PlatformError, OperationalError):
+    """The store cannot be connected to, or its database does not exist yet.
+
+    Still an `OperationalError`, so code that handles outages handles this one too.
+    """
+
+    def __str__(self) -> str:
+        return (
+            f"the feature store is not reachable or not ready: {self.orig}."
+            " Check FEATURE_STORE_URL, and run `mlops db upgrade` on a new database."
+        )
+
+
+def _explain_connect_failure(context: ExceptionContext) -> None:
+    """A failed connect (not a pre-ping, which reconnects by itself) says what to check."""
+    error = context.sqlalchemy_exception
+    connecting = context.connection is None and not context.is_pre_ping
+    if connecting and type(error) is OperationalError:
+        raise StoreUnavailable(error.statement, error.params, error.orig) from error.orig
 
 
 @dataclass(frozen=True)
@@ -37,7 +60,7 @@ def feature_store_url(url: str | URL | None = None) -> URL:
     """The configured store URL (or the one given), with its database name checked."""
     parsed = make_url(url or get_settings().feature_store_url)
     if not parsed.database or not SAFE_IDENTIFIER.match(parsed.database):
-        raise ValueError(
+        raise InvalidInput(
             f"FEATURE_STORE_URL must name a database of letters, digits and '_': {parsed!r}"
         )
     return parsed
@@ -51,9 +74,11 @@ def _engine_for(url: URL, timeout_s: float | None = None) -> Engine:
         timeouts = ("connect_timeout", "read_timeout", "write_timeout")
         connect_args |= dict.fromkeys(timeouts, timeout_s)
         bounded["pool_timeout"] = timeout_s  # waiting for a free pooled connection, too
-    return create_engine(
+    engine = create_engine(
         url, pool_pre_ping=True, pool_recycle=1800, connect_args=connect_args, **bounded
     )
+    event.listen(engine, "handle_error", _explain_connect_failure)
+    return engine
 
 
 def get_engine(url: str | URL | None = None) -> Engine:

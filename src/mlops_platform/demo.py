@@ -28,7 +28,7 @@ from sqlalchemy import make_url, text
 
 from mlops_platform.airflow_api import GENERATED_PASSWORDS
 from mlops_platform.config import Settings, get_settings
-from mlops_platform.data.generator import add_months
+from mlops_platform.dates import add_months, month_of
 
 console = Console(width=max(Console().width, 120))
 DRIFT_STARTED_MONTHS_AGO = 5
@@ -196,7 +196,6 @@ def tell_story(settings: Settings, size: DemoSize, airflow: Any) -> tuple[dict, 
     """
     from mlops_platform import traffic
     from mlops_platform.data.generator import GeneratorConfig, load_into_store
-    from mlops_platform.orchestration import month_of
 
     this_month = month_of(datetime.now(UTC))
     first_month = add_months(this_month, -HISTORY_MONTHS)
@@ -298,9 +297,11 @@ def print_urls(where: list[tuple[str, str]]) -> None:
 
 
 def print_summary(first: dict, second: dict, where: list[tuple[str, str]], started: float) -> None:
-    from mlops_platform import drift, monitoring
+    from mlops_platform.cli_tables import drift_table, performance_table
+    from mlops_platform.monitoring.drift import check
+    from mlops_platform.monitoring.performance import performance
 
-    live = monitoring.performance(now=datetime.now(UTC))
+    live = performance(now=datetime.now(UTC))
     table = Table(title="Champions before and after the drift", title_justify="left")
     for header in ("version", "role", "trained on", "test macro-F1", "live macro-F1", "labelled"):
         table.add_column(header)
@@ -314,12 +315,8 @@ def print_summary(first: dict, second: dict, where: list[tuple[str, str]], start
             str(measured.labelled if measured else 0),
         )  # fmt: skip
     console.print(table)
-    console.print(monitoring.format_performance_table(live))
-    console.print(
-        drift.format_drift_table(
-            drift.check(now=datetime.now(UTC), model_version=str(first["version"]))
-        )
-    )
+    console.print(performance_table(live))
+    console.print(drift_table(check(now=datetime.now(UTC), model_version=str(first["version"]))))
     if where:
         print_urls(where)
     console.print(f"demo finished in {(time.monotonic() - started) / 60:.1f} min")

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
+from mlops_platform.dates import add_months
 from mlops_platform.schema import FEATURE_NAMES, TARGET
 
 SNAPSHOT_SQL = Path("features") / "training_snapshot.sql"
@@ -63,12 +64,6 @@ def parse_base_date(value: str | date) -> date:
     return day
 
 
-def months_before(day: date, months: int) -> date:
-    """The first of the month `months` months before `day`'s month."""
-    index = day.year * 12 + day.month - 1 - months
-    return date(index // 12, index % 12 + 1, 1)
-
-
 def current_build(connection: Connection, base_dt: date) -> SnapshotBuild | None:
     """The current build of the snapshot for `base_dt`, or None if it was never built."""
     row = connection.execute(
@@ -92,7 +87,7 @@ def build_snapshot(
         raise ValueError(f"lookback_months must be between 1 and 120, got {months!r}")
     parameters = {
         "base_dt": day,
-        "window_start": months_before(day, months),
+        "window_start": add_months(day, -months),
         "label_cutoff": datetime.combine(day, time.min),
         "lookback_months": months,
     }

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from mlops_platform.config import get_settings
+from mlops_platform.dates import month_of
 
 OWNER = "mlops"
 SNAPSHOT_TABLE = "training_snapshots"
@@ -66,9 +67,9 @@ def run_moment(context: Mapping[str, Any]) -> datetime:
     return context.get("logical_date") or context["dag_run"].run_after
 
 
-def month_of(moment: datetime | date) -> date:
-    """The first day of the moment's month: the base date a monthly run works on."""
-    return date(moment.year, moment.month, 1)
+def announced_reason(run_type: str) -> str:
+    """Why a snapshot is announced: its scheduled run came due, or new data asked for it."""
+    return "schedule" if run_type == "scheduled" else "new-data"
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,15 @@ def training_inputs(
     """Why and on which snapshot a `continuous_training` run trains.
 
     An explicit `base_dt` param wins; an asset-triggered run uses the snapshot that the
-    feature pipeline announced; otherwise the run's month. The reason follows the trigger.
+    feature pipeline announced; otherwise the run's month. The reason follows the trigger:
+    an asset-triggered run takes the announced reason, `schedule` only when every
+    announcement came from a scheduled feature-pipeline run.
     """
     announced = [extra["base_dt"] for extra in asset_extras if extra.get("base_dt")]
     base_dt = params.get("base_dt") or (max(announced) if announced else None)
     if run_type == "asset_triggered":
-        reason = "new-data"
-    elif run_type == "scheduled":
-        reason = "schedule"
+        reasons = {extra.get("reason", "new-data") for extra in asset_extras}
+        reason = "schedule" if reasons == {"schedule"} else "new-data"
     else:
         reason = params.get("reason") or "manual"
     return TrainingInputs(

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rich.table import Table
 from sqlalchemy import text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
+from mlops_platform.errors import InvalidInput, PlatformError
 from mlops_platform.schema import CREDIT_SCORES, TARGET
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ MAX_REASON_CHARS = 1_000
 log = logging.getLogger(__name__)
 
 
-class RegistryError(RuntimeError):
+class RegistryError(PlatformError):
     """A registry operation cannot go ahead (nothing was changed)."""
 
 
@@ -113,7 +113,7 @@ def model_name() -> str:
     """The configured registered-model name, checked so it is safe in registry filters."""
     name = get_settings().model_name
     if not SAFE_MODEL_NAME.match(name):
-        raise ValueError(f"MODEL_NAME must be letters, digits, '_', '.' or '-': {name!r}")
+        raise InvalidInput(f"MODEL_NAME must be letters, digits, '_', '.' or '-': {name!r}")
     return name
 
 
@@ -560,72 +560,3 @@ def deployment_history(url: str | None = None, limit: int = 20) -> list[Deployme
             Deployment(**{**row, "metrics": json.loads(row["metrics"]) if row["metrics"] else None})
             for row in rows
         ]
-
-
-# -- tables for the CLI ------------------------------------------------------------------
-
-
-def format_decision_table(decision: GateDecision) -> Table:
-    """Champion versus candidate metrics, the checks, and the verdict."""
-    verdict = "PROMOTED to champion" if decision.promoted else "REJECTED (challenger)"
-    champion_label = (
-        f"champion v{decision.previous_champion}" if decision.previous_champion else "champion"
-    )
-    table = Table(
-        title=f"Gate: version {decision.version} {verdict}",
-        caption="; ".join(decision.reasons),
-        title_justify="left",
-    )
-    table.add_column("metric", style="bold")
-    table.add_column(champion_label, justify="right")
-    table.add_column(f"candidate v{decision.version}", justify="right")
-    table.add_column("change", justify="right")
-    champion = decision.champion_metrics or {}
-    for metric, value in decision.candidate_metrics.items():
-        old = champion.get(metric)
-        table.add_row(
-            metric,
-            "—" if old is None else f"{old:.4g}",
-            f"{value:.4g}",
-            "—" if old is None else f"{value - old:+.4g}",
-        )
-    for check, passed in decision.checks.items():
-        table.add_row(check, "", "[green]pass[/]" if passed else "[red]fail[/]", "")
-    return table
-
-
-def format_status_table(model: ModelStatus) -> Table:
-    """One row per version: aliases, age, lineage and test metrics."""
-    metric = f"test_{get_settings().gate_metric}"
-    table = Table(title=f"Registered model {model.name}", title_justify="left")
-    for column in ("version", "aliases", "created (UTC)", "base_dt", "trigger", metric, "gate"):
-        table.add_column(column, justify="right" if column in ("version", metric) else "left")
-    for version in model.versions:
-        score = version.metrics.get(metric)
-        table.add_row(
-            version.version,
-            ", ".join(version.aliases),
-            version.created_at.strftime("%Y-%m-%d %H:%M"),
-            version.lineage.get("base_dt", ""),
-            version.lineage.get("trigger_reason", ""),
-            "" if score is None else f"{score:.4f}",
-            version.gate.get("gate.decision", ""),
-        )
-    return table
-
-
-def format_history_table(history: list[Deployment]) -> Table:
-    """The deployments history, newest first."""
-    table = Table(title="Deployments", title_justify="left")
-    for column in ("when", "action", "version", "previous", "actor", "reason"):
-        table.add_column(column)
-    for row in history:
-        table.add_row(
-            row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            row.action,
-            row.version,
-            row.previous_version or "",
-            row.actor,
-            row.reason,
-        )
-    return table

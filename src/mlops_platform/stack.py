@@ -26,6 +26,7 @@ from sqlalchemy import make_url
 
 from mlops_platform import airflow_api
 from mlops_platform.config import PROJECT_ROOT, Settings, get_settings
+from mlops_platform.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,6 @@ def refuse_placeholders(environment: dict[str, str]) -> None:
     """Raise when any variable still holds a `change-me` value copied from .env.example."""
     unchanged = sorted(name for name, value in environment.items() if PLACEHOLDER in value)
     if unchanged:
-        raise ValueError(
+        raise InvalidInput(
             f"edit the {PLACEHOLDER} values in .env before starting: {', '.join(unchanged)}"
         )

@@ -27,10 +27,11 @@ from mlops_platform.data.generator import (
     GeneratedMonth,
     GeneratorConfig,
     generate_months,
-    months_between,
 )
 from mlops_platform.data.loader import upsert_frame
-from mlops_platform.drift import utc_naive
+from mlops_platform.dates import months_between
+from mlops_platform.errors import InvalidInput
+from mlops_platform.monitoring.windows import utc_naive
 from mlops_platform.schema import FEATURE_NAMES
 
 if TYPE_CHECKING:
@@ -66,10 +67,10 @@ def traffic_month(
     three months later, as in `mlops data generate`.
     """
     if month.day != 1:
-        raise ValueError(f"month must be the first day of a month, got {month}")
+        raise InvalidInput(f"month must be the first day of a month, got {month}")
     first = start or month
     if first > month:
-        raise ValueError(f"start {first} is after the simulated month {month}")
+        raise InvalidInput(f"start {first} is after the simulated month {month}")
     config = GeneratorConfig(
         customers=customers,
         months=months_between(first, month) + 1,
@@ -129,7 +130,7 @@ def simulate(
         first = utc_naive(at) if at is not None else datetime.now(UTC).replace(tzinfo=None)
         spacing = timedelta(seconds=1 / rate) if rate else LOG_SPACING
         return _log(frame, month, model, model_version, first, spacing, url)
-    raise ValueError(f"target must be 'service' or 'log', got {target!r}")
+    raise InvalidInput(f"target must be 'service' or 'log', got {target!r}")
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

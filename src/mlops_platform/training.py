@@ -24,6 +24,7 @@ from rich.console import Console
 
 from mlops_platform.config import PROJECT_ROOT, get_settings
 from mlops_platform.features import parse_base_date, read_snapshot
+from mlops_platform.monitoring.reference import REFERENCE_PROFILE
 from mlops_platform.orchestration import TRIGGER_REASONS
 from mlops_platform.schema import (
     CATEGORICAL_FEATURES,
@@ -36,7 +37,6 @@ from mlops_platform.validation import require_validated_snapshot
 
 SPLIT_BUCKETS = {"train": range(0, 70), "validation": range(70, 85), "test": range(85, 100)}
 PROFILE_BINS = 10
-REFERENCE_PROFILE = "reference_profile.json"
 console = Console()
 
 
@@ -241,7 +241,12 @@ def train_candidate(
     import mlflow
 
     from mlops_platform import registry, tracking
-    from mlops_platform.model import CreditScoreModel, classification_metrics, predicted_classes
+    from mlops_platform.model import (
+        MODEL_COLUMNS,
+        CreditScoreModel,
+        classification_metrics,
+        predicted_classes,
+    )
 
     if reason not in TRIGGER_REASONS:
         raise ValueError(f"reason must be one of {TRIGGER_REASONS}, got {reason!r}")
@@ -301,6 +306,9 @@ def train_candidate(
             _log_plots_and_reports(directory, model, splits["test"], test_probabilities)
             predicted = predicted_classes(test_probabilities)
             profile = reference_profile(splits["train"], predicted, day)
+            # Drift checks weigh each drifted feature by what it means to this model.
+            importance = model.classifier.get_feature_importance()
+            profile["importance"] = dict(zip(MODEL_COLUMNS, map(float, importance), strict=True))
             (directory / REFERENCE_PROFILE).write_text(json.dumps(profile, indent=1))
             mlflow.log_artifacts(str(directory))
         info = model.log_to_mlflow(splits["train"][list(FEATURE_NAMES)])

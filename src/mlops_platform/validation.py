@@ -10,6 +10,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
+from mlops_platform.errors import PlatformError
 from mlops_platform.features import build_snapshot, current_build, parse_base_date
 from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES, FEATURES, TARGET, Feature
 
@@ -64,7 +65,7 @@ class ValidationReport:
     failures: tuple[Failure, ...]
 
 
-class SnapshotNotValidated(RuntimeError):
+class SnapshotNotValidated(PlatformError):
     """The current build of a snapshot has no passing validation, so it must not be trained on."""
 
 

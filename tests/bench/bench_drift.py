@@ -20,10 +20,12 @@ import numpy as np
 from catboost import CatBoostClassifier
 from sqlalchemy import text
 
-from mlops_platform import db, drift, logstore, monitoring
+from mlops_platform import db, logstore
 from mlops_platform.config import get_settings
-from mlops_platform.drift import Reference, Window
 from mlops_platform.model import CATEGORICAL_POSITIONS, CreditScoreModel, model_frame
+from mlops_platform.monitoring import drift, performance
+from mlops_platform.monitoring.reference import Reference
+from mlops_platform.monitoring.windows import Window
 from mlops_platform.schema import CATEGORICAL_FEATURES, CREDIT_SCORES
 from mlops_platform.traffic import deliver_labels, simulate, traffic_month
 from mlops_platform.training import reference_profile
@@ -144,7 +146,7 @@ def live_accuracy_s(logged: Window, url: str) -> float:
     deliver_labels(SEED_ROWS, SEED_MONTH, start=SEED_START, observed_at=arrived, url=url)
     return best_of(
         2,
-        lambda: monitoring.performance(
+        lambda: performance.performance(
             arrived, arrived + timedelta(days=1), url, baselines={"1": None}
         ),
     )

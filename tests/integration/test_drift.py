@@ -15,23 +15,25 @@ from catboost import CatBoostClassifier
 from mlflow import MlflowClient
 from sqlalchemy import text
 
-from mlops_platform import db, drift, registry, traffic
+from mlops_platform import db, registry, traffic
 from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, generate_months
-from mlops_platform.drift import Reference, Window
 from mlops_platform.model import (
     CATEGORICAL_POSITIONS,
     CreditScoreModel,
     classification_metrics,
     model_frame,
 )
+from mlops_platform.monitoring import drift
+from mlops_platform.monitoring.reference import REFERENCE_PROFILE, Reference
+from mlops_platform.monitoring.windows import Window
 from mlops_platform.schema import (
     CATEGORICAL_FEATURES,
     CREDIT_SCORES,
     FEATURE_NAMES,
     TARGET,
 )
-from mlops_platform.training import REFERENCE_PROFILE, reference_profile, split_by_customer
+from mlops_platform.training import reference_profile, split_by_customer
 from tests.unit.test_drift_false_alarms import frame_counts
 
 CUSTOMERS = 1_500

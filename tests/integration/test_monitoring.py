@@ -10,9 +10,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from mlops_platform import db, drift, monitoring, traffic
+from mlops_platform import db, traffic
 from mlops_platform.config import get_settings
-from mlops_platform.drift import Window
+from mlops_platform.errors import NotFound
+from mlops_platform.monitoring import drift, performance, reports
+from mlops_platform.monitoring.decision import Decision, decide
+from mlops_platform.monitoring.reference import Reference
+from mlops_platform.monitoring.windows import Window
 from mlops_platform.schema import CREDIT_SCORES
 from tests.integration.test_drift import (
     CUSTOMERS,
@@ -52,6 +56,16 @@ def deliver(url: str, scenario: str = "none") -> pd.DataFrame:
     ).labels
 
 
+def check_and_decide(url: str, reference: Reference, start: datetime, end: datetime) -> Decision:
+    """What the monitoring DAG does: both checks store reports, the decision reads them."""
+    drift_report = drift.check_reference(reference, Window(start, end), url)
+    version = reference.model_version
+    live = performance.performance(
+        start, end, url, baselines={version: reference.test_metrics["macro_f1"]}
+    )
+    return decide(drift_report.report_id, live.report_ids, url)
+
+
 def report_count(url: str) -> int:
     with db.get_engine(url).connect() as connection:
         return connection.execute(text("SELECT COUNT(*) FROM drift_reports")).scalar()
@@ -72,7 +86,7 @@ def test_live_accuracy_matches_labels_by_customer_and_month(store_url: str, trai
     labels = deliver(store_url)
     cut = datetime(2026, 2, 20)
 
-    report = monitoring.performance(
+    report = performance.performance(
         LABEL_WINDOW.start, cut, store_url, baselines={"1": reference.test_metrics["macro_f1"]}
     )
 
@@ -86,7 +100,7 @@ def test_live_accuracy_matches_labels_by_customer_and_month(store_url: str, trai
     for name, value in expected.items():
         assert live.metrics[name] == pytest.approx(value), name
     assert sum(day["labelled"] for day in live.daily.values()) == live.labelled
-    assert report.report_id == live.report_id
+    assert report.report_ids == [live.report_id]
 
 
 def test_concept_drift_moves_no_feature_but_degrades_accuracy_once_labels_arrive(
@@ -98,14 +112,14 @@ def test_concept_drift_moves_no_feature_but_degrades_accuracy_once_labels_arrive
     covariates = drift.check_reference(reference, traffic_window, store_url)
     assert (covariates.decision, covariates.verdict.drifted) == ("ok", ())
 
-    before = monitoring.decide(LABEL_WINDOW.start, LABEL_WINDOW.end, store_url, reference=reference)
-    assert before.action == "insufficient-data"
+    before = check_and_decide(store_url, reference, LABEL_WINDOW.start, LABEL_WINDOW.end)
+    assert before.action == "insufficient-data" and before.performance_report_id is None
     deliver(store_url, "concept")
-    after = monitoring.decide(LABEL_WINDOW.start, LABEL_WINDOW.end, store_url, reference=reference)
+    after = check_and_decide(store_url, reference, LABEL_WINDOW.start, LABEL_WINDOW.end)
 
     assert (after.action, after.reason) == ("retrain", "performance")
     assert after.report_id == after.performance_report_id
-    live = monitoring.performance(
+    live = performance.performance(
         LABEL_WINDOW.start, LABEL_WINDOW.end, store_url,
         baselines={"1": reference.test_metrics["macro_f1"]},
     ).version("1")  # fmt: skip
@@ -116,15 +130,15 @@ def test_decide_is_idempotent_for_a_window(store_url: str, trained) -> None:
     model, reference = trained
     log_traffic(store_url, model, LOGGED_AT, "covariate", count=600)
     window = (LOGGED_AT, LOGGED_AT + HOUR)
-    first = monitoring.decide(*window, store_url, reference=reference)
-    reports = report_count(store_url)
-    monitoring.record_trigger(first.report_id, "retrain__run_1", store_url)
-    again = monitoring.decide(*window, store_url, reference=reference)
+    first = check_and_decide(store_url, reference, *window)
+    stored = report_count(store_url)
+    reports.record_trigger(first.report_id, "retrain__run_1", store_url)
+    again = check_and_decide(store_url, reference, *window)
 
     assert (first.action, first.reason, first.already_triggered) == ("retrain", "drift", False)
     assert (again.action, again.reason, again.report_id) == ("retrain", "drift", first.report_id)
     assert again.triggered_run == "retrain__run_1" and again.already_triggered
-    assert report_count(store_url) == reports == 2  # one drift and one performance report
+    assert report_count(store_url) == stored == 1  # a drift report; no labels, no accuracy
 
 
 def test_a_retrain_trigger_holds_off_others_for_the_cooldown(store_url: str, trained) -> None:
@@ -138,10 +152,10 @@ def test_a_retrain_trigger_holds_off_others_for_the_cooldown(store_url: str, tra
     for start, _ in windows:
         log_traffic(store_url, model, start, "covariate", count=600)
 
-    first = monitoring.decide(*windows[0], store_url, reference=reference)
-    monitoring.record_trigger(first.report_id, "retrain__run_1", store_url)
-    held = monitoring.decide(*windows[1], store_url, reference=reference)
-    later = monitoring.decide(*windows[2], store_url, reference=reference)
+    first = check_and_decide(store_url, reference, *windows[0])
+    reports.record_trigger(first.report_id, "retrain__run_1", store_url)
+    held = check_and_decide(store_url, reference, *windows[1])
+    later = check_and_decide(store_url, reference, *windows[2])
 
     assert first.action == "retrain"
     assert held.action == "ok" and "cooldown" in held.note and "retrain__run_1" in held.note
@@ -162,9 +176,36 @@ def test_recording_a_trigger_twice_keeps_the_first_time_and_unknown_reports_fail
                 {"i": report.report_id},
             ).one()
 
-    monitoring.record_trigger(report.report_id, "run_a", store_url)
+    reports.record_trigger(report.report_id, "run_a", store_url)
     first = triggered()
-    monitoring.record_trigger(report.report_id, "run_a", store_url)
+    reports.record_trigger(report.report_id, "run_a", store_url)
     assert triggered() == first and first[0] == "run_a"
-    with pytest.raises(LookupError, match="no drift report 999999"):
-        monitoring.record_trigger(999_999, "run_b", store_url)
+    with pytest.raises(NotFound, match="no drift report 999999"):
+        reports.record_trigger(999_999, "run_b", store_url)
+
+
+def test_the_decision_reads_the_stored_reports_and_computes_nothing_again(
+    store_url: str, trained
+) -> None:
+    model, reference = trained
+    log_traffic(store_url, model, LOGGED_AT)
+    log_traffic(store_url, model, LOGGED_AT, model_version="2", count=600)
+    deliver(store_url, "concept")
+    window = Window(LOGGED_AT, LABEL_WINDOW.end)
+    drift_report = drift.check_reference(reference, window, store_url)
+    live = performance.performance(
+        window.start, window.end, store_url,
+        baselines={"1": reference.test_metrics["macro_f1"], "2": 0.0},
+    )  # fmt: skip
+    # With the log and the labels gone, only the stored reports can give the answer.
+    with db.transaction(store_url) as connection:
+        connection.execute(text("DELETE FROM prediction_log"))
+        connection.execute(text("DELETE FROM credit_labels"))
+    decision = decide(drift_report.report_id, live.report_ids, store_url)
+
+    assert [v.model_version for v in live.versions] == ["1", "2"]
+    assert (decision.action, decision.reason) == ("retrain", "performance")
+    assert decision.performance_report_id == live.version("1").report_id  # not v2's
+    assert decision.drift_report_id == drift_report.report_id
+    with pytest.raises(NotFound, match="no report 999999"):
+        decide(999_999, (), store_url)

@@ -18,7 +18,8 @@ from mlflow.exceptions import MlflowException
 from rich.console import Console
 from sqlalchemy import text
 
-from mlops_platform import db, model, registry
+from mlops_platform import cli_tables, db, model, registry
+from mlops_platform.cli import main
 from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, generate_months
 from mlops_platform.mariadb_server import free_port
@@ -170,7 +171,7 @@ def test_worse_model_is_rejected_and_better_one_promoted(publish, run_gate, stor
         ("promote", first, None), ("reject", worse, first), ("promote", better, first),
     ]  # fmt: skip
     console = Console(record=True, width=120)
-    console.print(registry.format_decision_table(promoted))
+    console.print(cli_tables.gate_table(promoted))
     assert "PROMOTED" in console.export_text()
 
 
@@ -194,6 +195,30 @@ def test_manual_promote_and_rollback_walk_back_the_history(publish, store_url) -
         ("rollback", v2, v3), ("rollback", v1, v2),
     ]  # fmt: skip
     assert registry.deployment_history(store_url, limit=1)[0].reason == "v2 too"
+
+
+def test_model_status_shows_every_kind_of_deployment(
+    publish, run_gate, use_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    v1, worse, v3 = publish("weak"), publish("shuffled"), publish("better")
+    run_gate(v1, "weak")
+    run_gate(worse, "shuffled")
+    registry.promote(v3, reason="hotfix [/] with brackets", actor="ops", url=use_store)
+    registry.rollback(reason="v3 misbehaves", actor="ops", url=use_store)
+    assert {action for action, _, _ in actions(use_store)} == {
+        "promote", "reject", "manual_promote", "rollback",
+    }  # fmt: skip
+    monkeypatch.setenv("COLUMNS", "250")
+
+    result = CliRunner().invoke(main, ["model", "status", "--history", "10"])
+
+    assert result.exit_code == 0, result.output
+    for action in ("promote", "reject", "manual_promote", "rollback"):
+        assert f" {action} " in result.output, action
+    assert "hotfix [/] with brackets" in result.output and "v3 misbehaves" in result.output
+    assert f"Registered model {registry.model_name()}" in result.output
 
 
 def test_rollback_never_points_back_at_the_version_it_left(publish, store_url) -> None:

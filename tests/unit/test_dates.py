@@ -7,7 +7,8 @@ from datetime import date, datetime
 
 import pytest
 
-from mlops_platform.features import months_before, parse_base_date
+from mlops_platform.dates import add_months, month_of, months_between
+from mlops_platform.features import parse_base_date
 
 
 @pytest.mark.parametrize(
@@ -67,4 +68,11 @@ def test_error_names_the_value() -> None:
     ],
 )
 def test_months_before(day: date, months: int, expected: date) -> None:
-    assert months_before(day, months) == expected
+    assert add_months(day, -months) == expected
+    assert months_between(expected, day) == months
+    assert add_months(expected, months) == day
+
+
+def test_the_month_of_a_moment_is_its_first_day() -> None:
+    assert month_of(datetime(2025, 12, 31, 23, 59)) == date(2025, 12, 1)
+    assert month_of(date(2024, 2, 29)) == date(2024, 2, 1)

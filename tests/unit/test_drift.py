@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from mlops_platform import drift
 from mlops_platform.config import get_settings
-from mlops_platform.drift import FeatureDrift, Window
+from mlops_platform.errors import InvalidInput
+from mlops_platform.monitoring import drift, statistics, windows
+from mlops_platform.monitoring.drift import FeatureDrift
+from mlops_platform.monitoring.windows import Window
 
 PROFILE = {
     "base_dt": "2026-01-01",
@@ -42,7 +44,7 @@ def specs_by_name() -> dict[str, drift.BucketSpec]:
 
 def feature(name: str, psi: float, kind: str = "numeric") -> FeatureDrift:
     status = "drift" if psi >= 0.2 else "warn" if psi >= 0.1 else "ok"
-    return FeatureDrift(name, kind, ("a", "b"), (0.5, 0.5), (1, 1), psi, None, status)
+    return FeatureDrift(name, kind, ("a", "b"), (0.5, 0.5), (1, 1), {"psi": psi}, status)
 
 
 def test_numeric_buckets_follow_the_profile_rule_and_add_a_missing_bucket() -> None:
@@ -79,17 +81,22 @@ def test_predicted_classes_are_counted_per_class() -> None:
 
 
 def test_psi_is_zero_for_equal_shares_and_finite_for_an_empty_bucket() -> None:
-    assert drift.psi([0.25] * 4, [0.25] * 4) == pytest.approx(0.0)
-    moved = drift.psi([0.5, 0.5, 0.0], [0.3, 0.5, 0.2])
+    assert statistics.psi([0.25] * 4, [0.25] * 4) == pytest.approx(0.0)
+    moved = statistics.psi([0.5, 0.5, 0.0], [0.3, 0.5, 0.2])
     assert 0.5 < moved < 5 and np.isfinite(moved)
+    # Counts are shares of their total.
+    assert statistics.psi([0.5, 0.5, 0.0], [30, 50, 20]) == pytest.approx(moved)
     # Symmetric in its arguments.
-    assert drift.psi([0.6, 0.4], [0.4, 0.6]) == pytest.approx(drift.psi([0.4, 0.6], [0.6, 0.4]))
+    assert statistics.psi([0.6, 0.4], [0.4, 0.6]) == pytest.approx(
+        statistics.psi([0.4, 0.6], [0.6, 0.4])
+    )
 
 
 def test_chi_square_accepts_a_sample_of_the_reference_and_rejects_a_shifted_one() -> None:
     reference = [0.2, 0.5, 0.3]
-    assert drift.chi_square_p(reference, [200, 500, 300]) > 0.9
-    assert drift.chi_square_p(reference, [300, 400, 300]) < 1e-6
+    assert statistics.chi_square_p(reference, [200, 500, 300]) > 0.9
+    assert statistics.chi_square_p(reference, [300, 400, 300]) < 1e-6
+    assert statistics.chi_square_p(reference, [0, 0, 0]) is None
 
 
 def test_numeric_status_comes_from_the_psi_thresholds() -> None:
@@ -121,18 +128,44 @@ def test_dataset_drift_needs_the_drift_share_or_a_key_feature(settings_env) -> N
     settings_env(drift_share_threshold=0.5, drift_key_features="outstanding_debt")
     rows = 10_000
     calm = [feature(f"f{i}", 0.01) for i in range(8)]
-    half = drift.judge_dataset(rows, [feature("age", 0.5), feature("annual_income", 0.0)])
+    half = drift.judge_dataset(rows, [feature("age", 0.3), feature("annual_income", 0.0)])
     assert half.decision == "drift"  # 1 of 2 features is a 50% share
-    assert drift.judge_dataset(rows, [feature("age", 0.5), *calm]).decision == "ok"
+    assert drift.judge_dataset(rows, [feature("age", 0.3), *calm]).decision == "ok"
     key = drift.judge_dataset(rows, [feature("outstanding_debt", 0.3), *calm])
     assert (key.decision, key.key_drifted) == ("drift", ("outstanding_debt",))
     warned = drift.judge_dataset(rows, [feature("outstanding_debt", 0.15), *calm])
     assert warned.decision == "ok" and warned.drift_share == 0
 
 
+def test_one_severe_shift_is_drift_on_its_own(settings_env) -> None:
+    """Issue 13: one feature at PSI 0.79 among calm ones was reported "ok"."""
+    settings_env(drift_key_features="outstanding_debt")
+    calm = [feature(f"f{i}", 0.01) for i in range(15)]
+    severe = drift.judge_dataset(10_000, [feature("annual_income", 0.79), *calm])
+    assert severe.drift_share < get_settings().drift_share_threshold
+    assert (severe.decision, severe.severe) == ("drift", ("annual_income",))
+    below = get_settings().drift_psi_severe - 0.01
+    assert drift.judge_dataset(10_000, [feature("annual_income", below), *calm]).decision == "ok"
+    # A severe PSI that the chi-square does not back (status warn) is no alarm.
+    capped = FeatureDrift("credit_mix", "categorical", ("a",), (1.0,), (9,), {"psi": 0.9}, "warn")
+    assert drift.judge_dataset(10_000, [capped, *calm]).decision == "ok"
+
+
+def test_the_drift_share_is_weighted_by_feature_importance() -> None:
+    rows = 10_000
+    features = [feature("age", 0.3), *(feature(f"f{i}", 0.01) for i in range(3))]
+    plain = drift.judge_dataset(rows, features)
+    assert (plain.drift_share, plain.weighted, plain.decision) == (0.25, False, "ok")
+    important = drift.judge_dataset(rows, features, {"age": 60, "f0": 20, "f1": 10, "f2": 10})
+    assert important.drift_share == pytest.approx(0.6) and important.weighted
+    assert important.decision == "drift"
+    minor = drift.judge_dataset(rows, features, {"age": 5, "f0": 45, "f1": 25, "f2": 25})
+    assert minor.drift_share == pytest.approx(0.05) and minor.decision == "ok"
+
+
 def test_a_misspelt_key_feature_fails_loudly(settings_env) -> None:
     settings_env(drift_key_features="outstanding_debt, delay_from_due")
-    with pytest.raises(ValueError, match="delay_from_due"):
+    with pytest.raises(InvalidInput, match="delay_from_due"):
         drift.key_features()
 
 
@@ -140,19 +173,19 @@ def test_window_defaults_end_at_the_logical_time_and_span_the_configured_hours(
     settings_env,
 ) -> None:
     settings_env(drift_window_hours=6)
-    window = drift.resolve_window(now="2026-03-01T12:00:00+02:00")
+    window = windows.resolve_window(now="2026-03-01T12:00:00+02:00")
     assert window == Window(datetime(2026, 3, 1, 4), datetime(2026, 3, 1, 10))
-    given = drift.resolve_window("2026-03-01", datetime(2026, 3, 2, tzinfo=UTC))
+    given = windows.resolve_window("2026-03-01", datetime(2026, 3, 2, tzinfo=UTC))
     assert given == Window(datetime(2026, 3, 1), datetime(2026, 3, 2))
-    with pytest.raises(ValueError, match="start before it ends"):
-        drift.resolve_window(start="2026-03-02", end="2026-03-01")
+    with pytest.raises(InvalidInput, match="start before it ends"):
+        windows.resolve_window(start="2026-03-02", end="2026-03-01")
 
 
 def test_without_a_logical_time_the_window_ends_at_the_current_hour() -> None:
-    window = drift.resolve_window()
+    window = windows.resolve_window()
     assert window.end.minute == window.end.second == window.end.microsecond == 0
     assert timedelta(0) <= datetime.now(UTC).replace(tzinfo=None) - window.end < timedelta(hours=1)
-    assert drift.utc_naive(datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=5)))) == (
+    assert windows.utc_naive(datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=5)))) == (
         datetime(2026, 1, 1)
     )
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_platform import drift
 from mlops_platform.data.generator import risk_score, scores_from_risk
+from mlops_platform.monitoring import drift
 from mlops_platform.schema import CREDIT_SCORES
 from mlops_platform.traffic import traffic_month
 from mlops_platform.training import reference_profile, split_by_customer
@@ -97,3 +97,23 @@ def test_the_same_counting_flags_full_covariate_drift(profile) -> None:
     verdict, _ = verdict_for(profile, drifted)
     assert verdict.decision == "drift"
     assert {"delay_from_due_date", "num_of_delayed_payment"} <= set(verdict.key_drifted)
+
+
+def test_one_severe_shift_alarms_though_few_features_drifted(profile, monkeypatch) -> None:
+    """Issue 13: two thirds into the covariate ramp one feature moved far, too few others."""
+    from mlops_platform.config import get_settings
+
+    # Without key features, only the severe shift can raise this alarm.
+    monkeypatch.setenv("DRIFT_KEY_FEATURES", "")
+    get_settings.cache_clear()
+    try:
+        ramping = traffic_month(
+            WINDOW_ROWS, TRAFFIC_MONTH, "covariate", seed=SEEDS[0], start=START,
+            drift_from=date(2025, 12, 1),
+        ).features  # fmt: skip
+        verdict, worst = verdict_for(profile, ramping)
+    finally:
+        get_settings.cache_clear()
+    print(f"ramping drift: share {verdict.drift_share:.2f}, max PSI {worst:.3f}")
+    assert verdict.drift_share < get_settings().drift_share_threshold
+    assert verdict.severe and verdict.decision == "drift"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from mlops_platform import monitoring
 from mlops_platform.config import get_settings
+from mlops_platform.monitoring import performance
 from mlops_platform.schema import CREDIT_SCORES
 
 
@@ -27,24 +27,24 @@ def test_metrics_from_counts_match_sklearn_on_the_rows() -> None:
     actual = rng.choice(CREDIT_SCORES, 500, p=[0.2, 0.5, 0.3])
     predicted = np.where(rng.random(500) < 0.7, actual, rng.choice(CREDIT_SCORES, 500))
     confusion = confusion_matrix(actual, predicted, labels=list(CREDIT_SCORES))
-    summary = monitoring.classification_summary(confusion)
+    summary = performance.classification_summary(confusion)
     assert summary == pytest.approx(classification_summary_of(actual, predicted))
 
 
 def test_a_class_neither_present_nor_predicted_counts_as_zero_f1() -> None:
     confusion = np.array([[0, 0, 0], [0, 8, 2], [0, 1, 9]])
-    summary = monitoring.classification_summary(confusion)
+    summary = performance.classification_summary(confusion)
     assert summary["recall_Good"] == 0.0
     assert summary["macro_f1"] == pytest.approx((0 + 16 / 19 + 18 / 21) / 3)
-    assert monitoring.classification_summary(np.zeros((3, 3), dtype=int))["accuracy"] == 0.0
+    assert performance.classification_summary(np.zeros((3, 3), dtype=int))["accuracy"] == 0.0
 
 
 def test_degraded_needs_enough_labels_and_a_drop_beyond_the_tolerance() -> None:
     settings = get_settings()
     enough = settings.performance_min_labelled
     tolerance = settings.performance_tolerance
-    assert monitoring.judge_version(enough - 1, 0.1, 0.9)[0] == "insufficient-data"
-    assert monitoring.judge_version(enough, 0.1, None)[0] == "insufficient-data"
-    assert monitoring.judge_version(enough, 0.9 - tolerance + 0.001, 0.9)[0] == "ok"
-    decision, note = monitoring.judge_version(enough, 0.9 - tolerance - 0.001, 0.9)
+    assert performance.judge_version(enough - 1, 0.1, 0.9)[0] == "insufficient-data"
+    assert performance.judge_version(enough, 0.1, None)[0] == "insufficient-data"
+    assert performance.judge_version(enough, 0.9 - tolerance + 0.001, 0.9)[0] == "ok"
+    decision, note = performance.judge_version(enough, 0.9 - tolerance - 0.001, 0.9)
     assert decision == "degraded" and "below the test" in note

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mlops_platform import db
 from mlops_platform.data.loader import upsert_frame
+from mlops_platform.dates import add_months, months_between
 from mlops_platform.schema import FEATURE_NAMES, LOAN_TYPES, OCCUPATIONS, TARGET
 
 DriftScenario = Literal["none", "covariate", "concept"]
@@ -79,15 +80,6 @@ class GeneratedMonth:
     month: date
     features: pd.DataFrame
     labels: pd.DataFrame
-
-
-def add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def months_between(earlier: date, later: date) -> int:
-    return (later.year - earlier.year) * 12 + later.month - earlier.month
 
 
 @dataclass

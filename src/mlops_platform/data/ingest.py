@@ -22,6 +22,7 @@ from sqlalchemy import Connection, text
 from mlops_platform import db
 from mlops_platform.config import get_settings
 from mlops_platform.data.loader import upsert_frame
+from mlops_platform.errors import InvalidInput
 from mlops_platform.schema import (
     CREDIT_SCORES,
     FEATURE_NAMES,
@@ -342,7 +343,7 @@ def detect_layout(columns: Iterable[str]) -> Layout:
         if not absent:
             return layout
     closest = min(missing, key=lambda layout: len(missing[layout]))
-    raise ValueError(
+    raise InvalidInput(
         f"unrecognised CSV header; for the {closest} layout it lacks {missing[closest]}"
     )
 
@@ -406,7 +407,7 @@ def read_raw_csv(path: Path) -> tuple[pd.DataFrame, pd.Series]:
             path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig"
         )
     except pd.errors.EmptyDataError as error:
-        raise ValueError(f"{path}: no CSV header") from error
+        raise InvalidInput(f"{path}: no CSV header") from error
     raw.columns = [str(c).strip() for c in raw.columns]
     # Quoted cells may span lines; count them so line numbers point at the real line.
     newlines = sum(
@@ -450,9 +451,9 @@ def ingest_csv(
     Of clean rows repeating a (customer_id, month), the last in the file wins (superseded).
     """
     if not MIN_YEAR <= year <= MAX_YEAR:
-        raise ValueError(f"year must be in {MIN_YEAR}..{MAX_YEAR}, got {year}")
+        raise InvalidInput(f"year must be in {MIN_YEAR}..{MAX_YEAR}, got {year}")
     if label_delay_days < 0:
-        raise ValueError(f"label_delay_days must be >= 0, got {label_delay_days}")
+        raise InvalidInput(f"label_delay_days must be >= 0, got {label_delay_days}")
     path = Path(path)
     file_name = path.name
     raw, lines = read_raw_csv(path)

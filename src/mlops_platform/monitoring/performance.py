@@ -1,4 +1,4 @@
-"""Live accuracy from late labels, and the one monitoring decision: retrain or not.
+"""Live accuracy from late labels, per model version and window.
 
 A label is matched to logged predictions by (customer_id, feature_month = month); a
 prediction logged without either can never be matched, and reports count those. A window
@@ -10,18 +10,19 @@ judges the newly arrived ground truth, and re-running a window sees the same row
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from rich.table import Table
 from sqlalchemy import Connection, text
 
-from mlops_platform import db, drift
+from mlops_platform import db
 from mlops_platform.config import get_settings
-from mlops_platform.drift import Reference, Window
+from mlops_platform.monitoring import reports
+from mlops_platform.monitoring.reference import mlflow_client
+from mlops_platform.monitoring.windows import Window, resolve_window
 from mlops_platform.schema import CREDIT_SCORES
 
 MATCHING_RULE = (
@@ -30,6 +31,7 @@ MATCHING_RULE = (
 )
 BASELINE_METRIC = "macro_f1"
 CLASS_INDEX = {score: i for i, score in enumerate(CREDIT_SCORES)}
+PerformanceDecision = Literal["ok", "degraded", "insufficient-data"]
 
 
 def classification_summary(confusion: np.ndarray) -> dict[str, float]:
@@ -62,7 +64,7 @@ class VersionPerformance:
     metrics: Mapping[str, float]
     daily: Mapping[str, Mapping[str, float]]
     baseline: float | None
-    decision: Literal["ok", "degraded", "insufficient-data"]
+    decision: PerformanceDecision
     note: str
     report_id: int
 
@@ -83,11 +85,9 @@ class PerformanceReport:
     versions: tuple[VersionPerformance, ...]
 
     @property
-    def report_id(self) -> int | None:
-        """The report of the version with the most labelled predictions."""
-        if not self.versions:
-            return None
-        return max(self.versions, key=lambda v: v.labelled).report_id
+    def report_ids(self) -> list[int]:
+        """The stored report of each version, for the decision to read."""
+        return [version.report_id for version in self.versions]
 
     def version(self, model_version: str) -> VersionPerformance | None:
         """The result for one model version, if the window had it."""
@@ -147,17 +147,16 @@ def _unmatchable(
 
 def training_macro_f1(model_version: str) -> float | None:
     """The version's test macro-F1 from its training run in MLflow."""
-    from mlflow import MlflowClient
+    from mlops_platform import registry
 
-    from mlops_platform import registry, tracking
-
-    tracking.configure()
-    client = MlflowClient()
+    client = mlflow_client()
     version = client.get_model_version(registry.model_name(), model_version)
     return client.get_run(version.run_id).data.metrics.get(f"test_{BASELINE_METRIC}")
 
 
-def judge_version(labelled: int, live_f1: float, baseline: float | None) -> tuple[str, str]:
+def judge_version(
+    labelled: int, live_f1: float, baseline: float | None
+) -> tuple[PerformanceDecision, str]:
     """(decision, note) for one version's live macro-F1 against its test macro-F1."""
     settings = get_settings()
     if labelled < settings.performance_min_labelled:
@@ -191,7 +190,7 @@ def performance(
     from mlops_platform import registry
 
     name = registry.model_name()
-    window = drift.resolve_window(start, end, now)
+    window = resolve_window(start, end, now)
     with db.transaction(url) as connection:
         rows = _confusion_rows(connection, name, model_version, window)
         unmatchable = _unmatchable(connection, name, model_version, window)
@@ -227,7 +226,7 @@ def performance(
                 "unmatchable_predictions": unmatchable.get(version, 0),
                 "note": note,
             }  # fmt: skip
-            report_id = drift.store_report(
+            report_id = reports.store_report(
                 connection, "performance", name, version, window, labelled, stats, None, decision
             )
             results.append(
@@ -245,186 +244,3 @@ def performance(
                 )
             )
     return PerformanceReport(name, window, tuple(results))
-
-
-# -- the decision ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What monitoring concluded for a window, and on which report."""
-
-    action: Literal["retrain", "ok", "insufficient-data"]
-    reason: Literal["drift", "performance"] | None
-    report_id: int | None
-    model_name: str
-    model_version: str
-    window: Window
-    note: str
-    drift_report_id: int
-    performance_report_id: int | None
-    triggered_run: str | None = None
-
-    @property
-    def already_triggered(self) -> bool:
-        """A retraining run was already recorded for this report (a re-run of the window)."""
-        return self.triggered_run is not None
-
-
-def _recent_trigger(connection: Connection, model_name: str, window: Window) -> Any:
-    """The latest retrain trigger of another window that ended within the cooldown."""
-    since = window.end - timedelta(hours=get_settings().retrain_cooldown_hours)
-    return connection.execute(
-        text(
-            "SELECT report_id, triggered_run, window_end FROM drift_reports"
-            " WHERE model_name = :model_name AND triggered_run IS NOT NULL"
-            " AND window_end > :since AND window_end <= :window_end"
-            " AND NOT (window_start = :window_start AND window_end = :window_end)"
-            " ORDER BY window_end DESC LIMIT 1"
-        ),
-        {"model_name": model_name, "since": since,
-         "window_start": window.start, "window_end": window.end},
-    ).first()  # fmt: skip
-
-
-def decide(
-    start: datetime | str | None = None,
-    end: datetime | str | None = None,
-    url: str | None = None,
-    *,
-    now: datetime | str | None = None,
-    reference: Reference | None = None,
-) -> Decision:
-    """Check drift and live accuracy of the champion for the window, and decide.
-
-    Retrain on degraded live accuracy first, persistent data drift second, unless another
-    window's trigger is within RETRAIN_COOLDOWN_HOURS. Re-running a window updates its
-    reports and gives the same answer. `reference` replaces the MLflow look-up (tests).
-    """
-    reference = reference or drift.load_reference()
-    window = drift.resolve_window(start, end, now)
-    drift_report = drift.check_reference(reference, window, url)
-    version = reference.model_version
-    live = performance(
-        window.start,
-        window.end,
-        url,
-        model_version=version,
-        baselines={version: reference.test_metrics.get(BASELINE_METRIC)},
-    ).version(version)
-    assert live is not None  # performance() reports the version it was asked for
-    verdict = Decision(
-        "ok", None, None, reference.model_name, version, window, "",
-        drift_report.report_id, live.report_id,
-    )  # fmt: skip
-    if live.decision == "degraded":
-        reason, report_id, why = "performance", live.report_id, live.note
-    elif drift_report.alarm:
-        drifted = ", ".join(drift_report.verdict.drifted)
-        reason, report_id, why = "drift", drift_report.report_id, f"drifted features: {drifted}"
-    elif drift_report.decision == "insufficient-data" and live.decision == "insufficient-data":
-        return replace(
-            verdict, action="insufficient-data", note=f"drift: too few rows; accuracy: {live.note}"
-        )
-    else:
-        drift_note = drift_report.decision
-        if drift_report.decision == "drift":
-            drift_note = (
-                f"drift in {drift_report.consecutive} consecutive window(s),"
-                f" {get_settings().drift_persistence_windows} needed"
-            )
-        return replace(verdict, note=f"drift: {drift_note}; accuracy: {live.note}")
-    with db.transaction(url) as connection:
-        recent = _recent_trigger(connection, reference.model_name, window)
-        triggered_run = connection.execute(
-            text("SELECT triggered_run FROM drift_reports WHERE report_id = :report_id"),
-            {"report_id": report_id},
-        ).scalar()
-    if recent is not None:
-        return replace(
-            verdict,
-            note=f"{reason} ({why}), but report {recent.report_id} triggered run"
-            f" {recent.triggered_run} for the window ending {recent.window_end}:"
-            f" within the {get_settings().retrain_cooldown_hours:g} h cooldown",
-        )
-    return replace(
-        verdict,
-        action="retrain",
-        reason=reason,
-        report_id=report_id,
-        note=why,
-        triggered_run=triggered_run,
-    )
-
-
-def record_trigger(report_id: int, run_id: str, url: str | None = None) -> None:
-    """Mark the report as having triggered `run_id` (recording the same run again is a no-op)."""
-    with db.transaction(url) as connection:
-        updated = connection.execute(
-            text(
-                # Assignments apply left to right: compare with the old run before replacing it.
-                "UPDATE drift_reports SET triggered_at ="
-                " IF(triggered_run <=> :run_id, triggered_at, CURRENT_TIMESTAMP(6)),"
-                " triggered_run = :run_id WHERE report_id = :report_id"
-            ),
-            {"report_id": report_id, "run_id": run_id},
-        ).rowcount
-    if not updated:
-        raise LookupError(f"there is no drift report {report_id}")
-
-
-# -- tables for the CLI ------------------------------------------------------------------
-
-
-def format_performance_table(report: PerformanceReport) -> Table:
-    """One row per model version: labelled rows, live metrics, test macro-F1, verdict."""
-    table = Table(
-        title=f"Live accuracy {report.model_name}, labels that arrived {report.window.label()}",
-        caption=f"matched on {MATCHING_RULE}; predictions without either id cannot be matched",
-        title_justify="left",
-    )
-    columns = ("version", "labelled", "unmatchable", "accuracy", "macro-F1", "test macro-F1",
-               *(f"recall {s}" for s in CREDIT_SCORES), "decision", "report")  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="left" if column == "decision" else "right")
-    for version in report.versions:
-        metrics = version.metrics
-        table.add_row(
-            version.model_version,
-            f"{version.labelled:,}",
-            f"{version.unmatchable:,}",
-            *(
-                f"{metrics[key]:.4f}" if version.labelled else "—"
-                for key in ("accuracy", "macro_f1")
-            ),
-            "—" if version.baseline is None else f"{version.baseline:.4f}",
-            *(f"{metrics[f'recall_{s}']:.4f}" if version.labelled else "—" for s in CREDIT_SCORES),
-            version.decision,
-            str(version.report_id),
-        )
-    return table
-
-
-def format_decision(decision: Decision) -> Table:
-    """The decision, its reason and the reports it rests on."""
-    table = Table(
-        title=f"Monitoring decision for {decision.model_name} v{decision.model_version},"
-        f" {decision.window.label()}",
-        show_header=False,
-        title_justify="left",
-    )
-    table.add_column(style="bold")
-    table.add_column()
-    colour = {"retrain": "red", "ok": "green", "insufficient-data": "yellow"}[decision.action]
-    rows: Sequence[tuple[str, str]] = (
-        ("action", f"[{colour}]{decision.action}[/]"),
-        ("reason", decision.reason or ""),
-        ("report", "" if decision.report_id is None else str(decision.report_id)),
-        ("note", decision.note),
-        ("drift report", str(decision.drift_report_id)),
-        ("performance report", str(decision.performance_report_id)),
-        ("triggered run", decision.triggered_run or ""),
-    )
-    for label, value in rows:
-        table.add_row(label, value)
-    return table

@@ -99,6 +99,16 @@ def test_chi_square_accepts_a_sample_of_the_reference_and_rejects_a_shifted_one(
     assert statistics.chi_square_p(reference, [0, 0, 0]) is None
 
 
+def test_jensen_shannon_distance_is_zero_for_equal_shares_and_one_for_disjoint() -> None:
+    assert statistics.js_distance([0.25] * 4, [25] * 4) == pytest.approx(0.0, abs=1e-9)
+    assert statistics.js_distance([1.0, 0.0], [0, 7]) == pytest.approx(1.0)
+    assert statistics.js_distance([0.5, 0.5], [0, 0]) is None
+    # Numeric features get it in their report entry; categoricals do not.
+    age = drift.judge_feature(specs_by_name()["age"], np.array([0, 100, 300, 600, 0]))
+    mix = drift.judge_feature(specs_by_name()["credit_mix"], np.array([0, 600, 200, 0, 200]))
+    assert 0 < age.as_dict()["js_distance"] < 1 and "js_distance" not in mix.scores
+
+
 def test_numeric_status_comes_from_the_psi_thresholds() -> None:
     age = specs_by_name()["age"]
     same = drift.judge_feature(age, np.array([100, 400, 300, 200, 0]))

@@ -44,6 +44,16 @@ def chi_square_p(reference: Sequence[float], counts: Sequence[float]) -> float |
     return float(chisquare(observed, expected).pvalue)
 
 
+def js_distance(reference: Sequence[float], counts: Sequence[float]) -> float | None:
+    """Jensen-Shannon distance (base 2: 0 same, 1 disjoint) of the shares; None without rows."""
+    from scipy.spatial.distance import jensenshannon
+
+    current = shares_of(counts)
+    if not current.any():
+        return None
+    return float(jensenshannon(np.asarray(reference, dtype=float), current, base=2))
+
+
 @dataclass(frozen=True)
 class Statistic:
     """One drift statistic: its report key, its column title and the kinds it applies to."""
@@ -59,6 +69,7 @@ EVERY_KIND: frozenset[Kind] = frozenset({"numeric", "categorical", "prediction"}
 STATISTICS = (
     Statistic("psi", "PSI", EVERY_KIND, psi),
     Statistic("p_value", "chi² p", frozenset({"categorical", "prediction"}), chi_square_p, ".2g"),
+    Statistic("js_distance", "JS distance", frozenset({"numeric"}), js_distance),
 )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from mlops_platform.mariadb_server import free_port
 from tests.compose.project import ComposeProject, start_project, take_down
 
 
@@ -28,6 +29,21 @@ def scale_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeP
         ("docker-compose.scale.yml",),
         {"AIRFLOW_CELERY_WORKER_CONCURRENCY": "1"},
     )
+    try:
+        yield project
+    finally:
+        take_down(project)
+
+
+@pytest.fixture(scope="module")
+def monitoring_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
+    """The `monitoring` profile on ports of its own, started by the caller with only what
+    Prometheus scrapes (no Airflow or MLflow)."""
+    project = start_project(
+        tmp_path_factory.mktemp("compose-monitoring"),
+        extra={"PROMETHEUS_PORT": str(free_port()), "ALERTMANAGER_PORT": str(free_port())},
+    )
+    project.environment["COMPOSE_PROFILES"] = "monitoring"  # `down` included
     try:
         yield project
     finally:

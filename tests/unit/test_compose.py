@@ -71,8 +71,9 @@ def test_example_placeholders_are_refused_by_the_init_service() -> None:
 
 
 def test_one_service_builds_the_runtime_image_and_the_others_run_it(compose: dict) -> None:
-    builds = {n: s["build"]["target"] for n, s in compose["services"].items() if "build" in s}
-    assert builds == {"init": "runtime", "locust": "load"}
+    builds = {n: s["build"].get("target") for n, s in compose["services"].items() if "build" in s}
+    # Alertmanager's Debian build is only the fallback where prom/alertmanager cannot be pulled.
+    assert builds == {"init": "runtime", "locust": "load", "alertmanager": None}
     runtime_image = compose["services"]["init"]["image"]
     python_services = [
         name for name, s in compose["services"].items()
@@ -136,6 +137,8 @@ def test_every_service_runs_a_real_entry_point_of_the_project(compose: dict) -> 
                     assert command[2] in airflow, (name, command)
             elif command[0] == "locust":
                 assert (PROJECT_ROOT / command[command.index("-f") + 1]).exists(), name
+            elif name == "alertmanager":
+                assert all(word.startswith("--") for word in command), command
             else:
                 pytest.fail(f"{name} runs {command[0]}, not a project entry point")
 
@@ -159,7 +162,7 @@ def published(env_file: Path, *overlays: Path) -> dict[str, list[dict]]:
 def test_the_scale_overlay_publishes_only_the_balancer_and_gives_each_replica_its_spool() -> None:
     services = resolved(ENV_EXAMPLE, SCALE)
     assert set(published(ENV_EXAMPLE, SCALE)) == {
-        "airflow-apiserver", "mlflow", "balancer", "locust",
+        "airflow-apiserver", "mlflow", "balancer", "locust", "prometheus", "alertmanager",
     }  # fmt: skip
     replicas = [name for name in services if name.startswith("serving")]
     assert len(replicas) == 3
@@ -177,7 +180,9 @@ def test_the_scale_overlay_publishes_only_the_balancer_and_gives_each_replica_it
 
 def test_only_the_uis_and_the_endpoint_are_published_on_loopback() -> None:
     ports = published(ENV_EXAMPLE)
-    assert set(ports) == {"airflow-apiserver", "mlflow", "serving", "locust"}
+    assert set(ports) == {
+        "airflow-apiserver", "mlflow", "serving", "locust", "prometheus", "alertmanager",
+    }  # fmt: skip
     assert {p["host_ip"] for service in ports.values() for p in service} == {"127.0.0.1"}
     # A range, so `--scale serving=N` finds a host port for every replica.
     assert ports["serving"][0]["published"] == "3000-3009"

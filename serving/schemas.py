@@ -289,7 +289,7 @@ class FieldError(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error answer of the service (4xx and 5xx), the framework's own included."""
+    """Every 4xx and 5xx answer of the service, the framework's own included."""
 
     error: str = Field(description="what went wrong, in a sentence")
     rule: str = Field(description="why, for programs: e.g. validation_failed, not_found")

@@ -1,7 +1,7 @@
 """Request bodies checked in bounded steps: JSON, then shape and size, then each record.
 
-A hostile body must cost little: objects with far more fields than a record can have
-are not built (only counted), duplicate keys are caught while parsing, the shape of the
+A hostile body must cost little: objects with more fields than a record can have are
+not built (only counted), duplicate keys are caught while parsing, the shape of the
 body is checked before pydantic sees any record, and at most `MAX_LISTED_ERRORS`
 errors are listed (with the total count), whatever the body holds.
 """
@@ -17,9 +17,8 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 MAX_LISTED_ERRORS = 20
-# A UTF-16 half written as an escape: JSON allows it, but alone it is no character.
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # Enough to name a few fields in a message, not so many that messages grow with the body.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 NAMED_FIELDS = 5
 NAME_CHARS = 64  # of a field name quoted back: the body chooses them
 # pydantic's type errors for a null in a field that does not allow it.
@@ -41,10 +40,10 @@ class Rejected:
 
 @dataclass(frozen=True)
 class MalformedObject:
-    """A JSON object with duplicate keys, or too many fields to examine one by one, unbuilt."""
+    """A JSON object with duplicate keys or more fields than any body allows, not built."""
 
     fields: int
-    allowed: int  # how many fields the body's objects may have
+    limit: int
     duplicates: tuple[str, ...] = ()
     unknown: int = 0
     unknown_named: tuple[str, ...] = ()
@@ -98,7 +97,7 @@ def read_json(body: bytes, allowed: frozenset[str]) -> Any:
             unknown = [key for key, _ in pairs if key not in allowed]
             return MalformedObject(
                 len(pairs),
-                len(allowed),
+                limit,
                 (),
                 len(unknown),
                 tuple(name[:NAME_CHARS] for name in unknown[:NAMED_FIELDS]),
@@ -108,7 +107,7 @@ def read_json(body: bytes, allowed: frozenset[str]) -> Any:
             seen: set[str] = set()
             repeated = {key for key, _ in pairs if key in seen or seen.add(key)}
             named = sorted(name[:NAME_CHARS] for name in repeated)
-            return MalformedObject(len(pairs), len(allowed), tuple(named))
+            return MalformedObject(len(pairs), limit, tuple(named))
         return built
 
     def refuse(literal: str) -> Any:
@@ -208,7 +207,7 @@ def malformed_errors(record: MalformedObject, at: list[int], errors: ErrorList) 
     errors.add(
         at, "too_many_fields",
         f"has {record.fields} fields, {record.unknown} of them unknown ({named});"
-        f" at most {record.allowed} are allowed; " + ALLOWED_HINT,
+        f" at most {record.limit} are read; " + ALLOWED_HINT,
     )  # fmt: skip
 
 

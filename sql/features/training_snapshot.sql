@@ -1,15 +1,13 @@
--- Point-in-time training snapshot for one base date D; run by features.build_snapshot as
--- one transaction, so a failure in any statement keeps the previous snapshot of D intact.
--- Bound parameters: base_dt = D, window_start = D minus the lookback, label_cutoff = D at
--- midnight, lookback_months. Features come from months in [window_start, D); a label counts
--- only if it was observed by label_cutoff (inclusive: a label observed at exactly
--- midnight on D was known when D began).
-
--- A rebuild replaces the snapshot wholesale, so no row of an earlier build survives.
-DELETE FROM training_snapshots WHERE base_dt = :base_dt;
+-- Point-in-time training snapshot for one base date D, stored as build :build_id (a new
+-- row of snapshot_builds that features.build_snapshot inserted in the same transaction,
+-- so a failure in any statement leaves no trace of the build). Earlier builds of D are
+-- not touched. Bound parameters: build_id, base_dt = D, window_start = D minus the
+-- lookback, label_cutoff = D at midnight. Features come from months in [window_start, D);
+-- a label counts only if it was observed by label_cutoff (inclusive: a label observed at
+-- exactly midnight on D was known when D began).
 
 INSERT INTO training_snapshots (
-    base_dt, customer_id, month,
+    build_id, base_dt, customer_id, month,
     age, occupation, annual_income, monthly_inhand_salary,
     num_bank_accounts, num_credit_card, interest_rate, num_of_loan, type_of_loan,
     delay_from_due_date, num_of_delayed_payment, changed_credit_limit,
@@ -19,7 +17,7 @@ INSERT INTO training_snapshots (
     credit_score, label_observed_at
 )
 SELECT
-    :base_dt, f.customer_id, f.month,
+    :build_id, :base_dt, f.customer_id, f.month,
     f.age, f.occupation, f.annual_income, f.monthly_inhand_salary,
     f.num_bank_accounts, f.num_credit_card, f.interest_rate, f.num_of_loan, f.type_of_loan,
     f.delay_from_due_date, f.num_of_delayed_payment, f.changed_credit_limit,
@@ -34,9 +32,11 @@ WHERE f.month >= :window_start
     AND f.month < :base_dt
     AND l.observed_at <= :label_cutoff;
 
--- REPLACE deletes the old row, so AUTO_INCREMENT gives a rebuild a new, larger build_id
--- and validations of the earlier build no longer match it.
-REPLACE INTO snapshot_builds (base_dt, lookback_months, row_count, customer_count)
-SELECT :base_dt, :lookback_months, COUNT(*), COUNT(DISTINCT customer_id)
-FROM training_snapshots
-WHERE base_dt = :base_dt;
+UPDATE snapshot_builds AS b
+JOIN (
+    SELECT COUNT(*) AS row_count, COUNT(DISTINCT customer_id) AS customer_count
+    FROM training_snapshots
+    WHERE build_id = :build_id
+) AS counted
+SET b.row_count = counted.row_count, b.customer_count = counted.customer_count
+WHERE b.build_id = :build_id;

@@ -7,6 +7,7 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -15,6 +16,9 @@ from rich.table import Table
 from mlops_platform import cli_tables
 from mlops_platform.errors import PlatformError
 from mlops_platform.orchestration import TRIGGER_REASONS
+
+if TYPE_CHECKING:
+    from mlops_platform.lineage import DagRun, RequestLineage
 
 console = Console()
 
@@ -209,8 +213,36 @@ def features_build(base_dt: date, lookback_months: int | None) -> None:
             ("lookback months", build.lookback_months),
             ("rows", build.row_count),
             ("customers", build.customer_count),
+            ("content hash", build.content_hash),
         ],
     )
+
+
+@features.command("prune")
+@click.option(
+    "--build", "build_ids", type=int, multiple=True, help="Prune exactly this build (repeatable)."
+)
+@click.option(
+    "--retention-days",
+    type=click.IntRange(min=0),
+    help="Keep builds superseded more recently (default: SNAPSHOT_RETENTION_DAYS).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be pruned; delete nothing.")
+def features_prune(build_ids: tuple[int, ...], retention_days: int | None, dry_run: bool) -> None:
+    """Delete the rows of superseded snapshot builds no registered model version uses.
+
+    The current build of each base date and every build a registered version names are
+    always kept; others once superseded for the retention period (or named by --build).
+    """
+    from mlops_platform.lineage import prune_snapshots
+
+    pruned = prune_snapshots(build_ids, retention_days=retention_days, dry_run=dry_run)
+    verb = "would prune" if dry_run else "pruned"
+    for build in pruned:
+        console.print(
+            f"{verb} build {build.build_id} of {build.base_dt} ({build.row_count:,} rows)"
+        )
+    console.print(f"{len(pruned)} build(s) {verb}")
 
 
 @main.command("validate")
@@ -261,6 +293,65 @@ def train(
     )
     console.print(f"MLflow run {candidate.run_id}, registered version {candidate.version}")
     console.print(cli_tables.gate_table(gate_candidate(candidate)))
+
+
+@main.command("lineage")
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
+def lineage(request_id: str, as_json: bool) -> None:
+    """Trace a logged prediction to its model, run, snapshot, DAG runs, commit and deployments."""
+    from mlops_platform.lineage import trace
+
+    found = trace(request_id)
+    if as_json:
+        click.echo(found.to_json())
+    else:
+        print_lineage(found)
+
+
+def print_lineage(found: RequestLineage) -> None:
+    """The request, then one table per version that scored it."""
+    console.print(
+        f"[bold]Request {found.request_id}[/] at {found.created_at:%Y-%m-%d %H:%M:%S} UTC,"
+        f" customer {found.customer_id or '—'}, features of {found.feature_month or '—'}"
+    )
+    console.print(", ".join(f"{name}={value}" for name, value in found.features.items()))
+    for scored in found.scored_by:
+        run, snapshot = scored.run, scored.snapshot
+        rows: list[tuple[str, object]] = [
+            ("prediction", f"{scored.predicted_class} {scored.probabilities}"),
+            ("registered", "yes" if scored.registered else "[red]not in the registry[/]"),
+        ]
+        if run is not None:
+            rows += [
+                ("MLflow run", f"{run.run_name} ({run.run_id}), {run.status}"),
+                ("experiment", f"{run.experiment_name} ({run.experiment_id})"),
+                ("link", run.link),
+                *((name, f"{value:.4f}") for name, value in run.metrics.items()),
+            ]
+        rows += [
+            ("git commit", scored.git_commit or "—"),
+            ("training DAG run", _dag_run_text(scored.training_dag_run)),
+        ]
+        if snapshot is not None:
+            verdict = "[green]yes[/]" if snapshot.resolvable else f"[red]no[/]: {snapshot.problem}"
+            rows += [
+                ("snapshot", f"{snapshot.base_dt}, build {snapshot.build_id}"),
+                ("content hash", snapshot.content_hash or snapshot.recorded_hash or "—"),
+                ("rows", f"{snapshot.rows_present:,} stored of {snapshot.row_count or 0:,}"),
+                ("resolvable", verdict),
+                ("snapshot DAG run", _dag_run_text(snapshot.built_by)),
+            ]
+        rows += [
+            (f"{d.created_at:%Y-%m-%d %H:%M} {d.action}", f"{d.reason} ({d.actor})")
+            for d in scored.deployments
+        ]
+        title = f"{scored.role}: {scored.model_name} v{scored.model_version}"
+        console.print(cli_tables.facts_table(title, rows))
+
+
+def _dag_run_text(run: DagRun | None) -> str:
+    return "—" if run is None else f"{run.dag_id or '?'} / {run.run_id}"
 
 
 @main.command("mlflow-server")

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     mlops_lookback_months: int = Field(
         12, ge=1, le=120, description="Months of history a training snapshot covers by default."
     )
+    snapshot_retention_days: int = Field(
+        30,
+        ge=0,
+        description="Days a superseded snapshot build no model version uses survives pruning.",
+    )
     mlops_load_batch_rows: int = Field(
         20_000, ge=100, description="Rows per batch when loading generated or ingested data."
     )

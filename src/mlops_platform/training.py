@@ -23,7 +23,7 @@ import pandas as pd
 from rich.console import Console
 
 from mlops_platform.config import PROJECT_ROOT, get_settings
-from mlops_platform.features import parse_base_date, read_snapshot
+from mlops_platform.features import airflow_run, describe_build, parse_base_date, read_snapshot
 from mlops_platform.monitoring.reference import REFERENCE_PROFILE
 from mlops_platform.orchestration import TRIGGER_REASONS
 from mlops_platform.schema import (
@@ -76,11 +76,6 @@ def split_by_customer(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         name: frame[buckets.between(bucket.start, bucket.stop - 1)].reset_index(drop=True)
         for name, bucket in SPLIT_BUCKETS.items()
     }
-
-
-def snapshot_hash(frame: pd.DataFrame) -> str:
-    """Content hash of the snapshot rows (order-sensitive; rows come sorted by key)."""
-    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy()).hexdigest()
 
 
 def sample_params(rng: np.random.Generator) -> dict[str, Any]:
@@ -257,6 +252,8 @@ def train_candidate(
 
     build_id = require_validated_snapshot(day, url)
     snapshot = read_snapshot(day, url, build_id=build_id)
+    build = describe_build(build_id, url)
+    airflow_dag_id, airflow_run_id = airflow_run()
     splits = split_by_customer(snapshot)
     tracking.configure()
     console.print(
@@ -267,11 +264,13 @@ def train_candidate(
         "base_dt": day.isoformat(),
         "snapshot_build_id": str(build_id),
         "snapshot_rows": str(len(snapshot)),
-        "snapshot_hash": snapshot_hash(snapshot),
+        # The build's own hash: lineage checks the stored rows against it later.
+        "snapshot_hash": build.content_hash or "",
         "features": ",".join(FEATURE_NAMES),
         "trigger_reason": reason,
         "git_commit": git_commit() or "unknown",
-        "airflow_dag_run_id": dag_run_id or "",
+        "airflow_dag_id": airflow_dag_id or "",
+        "airflow_dag_run_id": dag_run_id or airflow_run_id or "",
     }
     with mlflow.start_run(run_name=f"train {day} ({reason})") as parent:
         mlflow.set_tags(lineage)
@@ -283,7 +282,7 @@ def train_candidate(
         mlflow.log_input(
             mlflow.data.from_pandas(
                 snapshot.head(0), name=f"training_snapshot_{day}", targets=TARGET,
-                digest=lineage["snapshot_hash"][:16],
+                digest=lineage["snapshot_hash"][:16] or None,
             ),
             context="training",
         )  # fmt: skip

@@ -11,11 +11,16 @@ from sqlalchemy import Connection, bindparam, text
 from mlops_platform import db
 from mlops_platform.config import get_settings
 from mlops_platform.errors import PlatformError
-from mlops_platform.features import build_snapshot, current_build, parse_base_date
-from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES, FEATURES, TARGET, Feature
+from mlops_platform.features import (
+    SNAPSHOT_COLUMNS,
+    build_snapshot,
+    current_build,
+    parse_base_date,
+)
+from mlops_platform.schema import CREDIT_SCORES, FEATURES, TARGET, Feature
 
 TABLE = "training_snapshots"
-EXPECTED_COLUMNS = ("base_dt", "customer_id", "month", *FEATURE_NAMES, TARGET, "label_observed_at")
+EXPECTED_COLUMNS = ("build_id", *SNAPSHOT_COLUMNS)
 EXAMPLE_VALUES = 5
 # Binary, no-pad comparison: 'pilot' or 'Doctor ' would be unseen categories to the model,
 # although the table's case-insensitive, space-padding collation calls them equal.
@@ -27,7 +32,7 @@ WITH RECURSIVE positions (n) AS (
     SELECT 1 UNION ALL SELECT n + 1 FROM positions WHERE n < :max_items
 ), lists AS (
     SELECT type_of_loan {EXACT} AS list, COUNT(*) AS row_count FROM {TABLE}
-    WHERE base_dt = :base_dt AND type_of_loan IS NOT NULL
+    WHERE build_id = :build_id AND type_of_loan IS NOT NULL
     GROUP BY list
 ), items AS (
     SELECT TRIM(SUBSTRING_INDEX(SUBSTRING_INDEX(list, ',', n), ',', -1)) {EXACT} AS value,
@@ -91,15 +96,15 @@ def validate_snapshot(
             # Nothing is stored: a result is recorded against a build, and there is none.
             return ValidationReport(day, None, False, 0, tuple(failures))
         features = [feature for feature in FEATURES if feature.name in columns]
-        row_count, profile_failures = _profile(connection, day, features, max_null_rate)
+        row_count, profile_failures = _profile(connection, build.build_id, features, max_null_rate)
         if row_count < min_rows:
             failures.append(Failure(TABLE, "min_rows", f"{row_count} rows", f">= {min_rows} rows"))
         failures += profile_failures
         for feature in features:
             if feature.domain:
-                failures += _domain_failures(connection, day, feature)
+                failures += _domain_failures(connection, build.build_id, feature)
         if TARGET in columns:
-            failures += _class_failures(connection, day)
+            failures += _class_failures(connection, build.build_id)
         report = ValidationReport(day, build.build_id, not failures, row_count, tuple(failures))
         connection.execute(
             text(
@@ -200,7 +205,7 @@ def _schema_failures(columns: set[str]) -> list[Failure]:
 
 
 def _profile(
-    connection: Connection, day: date, features: list[Feature], max_null_rate: float
+    connection: Connection, build_id: int, features: list[Feature], max_null_rate: float
 ) -> tuple[int, list[Failure]]:
     """Row count, then null-rate and range failures, from one aggregate scan."""
     expressions = ["COUNT(*) AS row_count"]
@@ -210,8 +215,8 @@ def _profile(
         if feature.kind == "numeric":
             expressions += [f"MIN(`{name}`) AS `{name}__min`", f"MAX(`{name}`) AS `{name}__max`"]
     # Identifiers cannot be bound; these come from schema.py constants only.
-    query = f"SELECT {', '.join(expressions)} FROM {TABLE} WHERE base_dt = :base_dt"  # noqa: S608
-    row = connection.execute(text(query), {"base_dt": day}).mappings().one()
+    query = f"SELECT {', '.join(expressions)} FROM {TABLE} WHERE build_id = :build_id"  # noqa: S608
+    row = connection.execute(text(query), {"build_id": build_id}).mappings().one()
     row_count = row["row_count"]
     failures: list[Failure] = []
     if row_count == 0:
@@ -239,7 +244,7 @@ def _profile(
     return row_count, failures
 
 
-def _domain_failures(connection: Connection, day: date, feature: Feature) -> list[Failure]:
+def _domain_failures(connection: Connection, build_id: int, feature: Feature) -> list[Failure]:
     """Values of a categorical feature, or items of the loan-type lists, outside its domain."""
     if feature.kind == "loan_list":
         query, parameters = UNKNOWN_LOAN_TYPES, {"max_items": MAX_LOAN_ITEMS}
@@ -249,13 +254,13 @@ def _domain_failures(connection: Connection, day: date, feature: Feature) -> lis
         query = (
             f"SELECT {value} AS value, COUNT(*) AS occurrences,"  # noqa: S608
             " COUNT(*) OVER () AS value_count, SUM(COUNT(*)) OVER () AS total"
-            f" FROM {TABLE} WHERE base_dt = :base_dt AND {value} NOT IN :domain"
+            f" FROM {TABLE} WHERE build_id = :build_id AND {value} NOT IN :domain"
             f" GROUP BY {value} ORDER BY occurrences DESC, value LIMIT {EXAMPLE_VALUES}"
         )
         parameters = {}
     statement = text(query).bindparams(bindparam("domain", expanding=True))
     rows = connection.execute(
-        statement, {**parameters, "base_dt": day, "domain": list(feature.domain)}
+        statement, {**parameters, "build_id": build_id, "domain": list(feature.domain)}
     ).all()
     if not rows:
         return []
@@ -270,14 +275,14 @@ def _domain_failures(connection: Connection, day: date, feature: Feature) -> lis
     ]
 
 
-def _class_failures(connection: Connection, day: date) -> list[Failure]:
+def _class_failures(connection: Connection, build_id: int) -> list[Failure]:
     counts = dict(
         connection.execute(
             text(
                 f"SELECT {TARGET}, COUNT(*) FROM {TABLE}"  # noqa: S608 - module constants only
-                f" WHERE base_dt = :base_dt GROUP BY {TARGET}"
+                f" WHERE build_id = :build_id GROUP BY {TARGET}"
             ),
-            {"base_dt": day},
+            {"build_id": build_id},
         ).all()
     )
     missing = [score for score in CREDIT_SCORES if score not in counts]

@@ -334,8 +334,8 @@ def test_rows_written_as_in_the_data_set_are_normalised_and_predicted(
     assert (error["field"], error["rule"]) == ("num_credit_card", "whole_number")
     assert_log_holds_exactly_what_was_served(client, log_store)
     logged = log_store.rows([response.json()["request_id"]])[response.json()["request_id"]]
-    assert logged["f_type_of_loan"] == "Auto Loan,Credit-Builder Loan,Personal Loan"
-    assert (logged["f_num_credit_card"], logged["customer_id"]) == (5, "4021")
+    assert logged["type_of_loan"] == "Auto Loan,Credit-Builder Loan,Personal Loan"
+    assert (logged["num_credit_card"], logged["customer_id"]) == (5, "4021")
 
 
 def test_a_new_champion_and_a_rollback_are_picked_up_without_a_failed_request(

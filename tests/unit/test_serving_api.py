@@ -25,13 +25,7 @@ from serving.champion import Champion
 from serving.customers import FeatureStoreUnavailable
 from serving.schemas import EXAMPLE_RECORD, MAX_BATCH
 from serving.validation import MAX_LISTED_ERRORS
-from tests.serving_bodies import (
-    ENVELOPE_KEYS,
-    HOSTILE_BODIES,
-    assert_envelope,
-    record_text,
-    unknown_fields_batch,
-)
+from tests.serving_bodies import HOSTILE_BODIES, assert_envelope, record_text, unknown_fields_batch
 from tests.serving_harness import fit, labelled_frame, records
 from tests.unit.test_serving_log import FakeTable, features_of, logged_features, wait_until
 
@@ -394,10 +388,9 @@ def test_without_a_champion_the_service_is_not_ready_and_says_why(
 ):
     fakes["source"] = FakeSource(None)
     with running(app, monkeypatch, tmp_path, fakes) as client:
-        readyz = client.get("/readyz")
-        assert readyz.status_code == 503 and readyz.json().keys() == ENVELOPE_KEYS
+        assert client.get("/readyz").status_code == 503
         for response in (client.post("/predict", json=EXAMPLE_RECORD), client.get("/metadata")):
-            assert response.status_code == 503 and response.json()["rule"] == "not_ready"
+            assert response.status_code == 503
             assert "no champion" in response.json()["error"]
 
 

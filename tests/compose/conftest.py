@@ -10,14 +10,17 @@ from mlops_platform.mariadb_server import free_port
 from tests.compose.project import ComposeProject, start_project, take_down
 
 
-@pytest.fixture(scope="module")
-def compose_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
-    """The stack as `docker compose up` starts it."""
-    project = start_project(tmp_path_factory.mktemp("compose"))
+def taken_down_afterwards(project: ComposeProject) -> Iterator[ComposeProject]:
     try:
         yield project
     finally:
         take_down(project)
+
+
+@pytest.fixture(scope="module")
+def compose_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
+    """The stack as `docker compose up` starts it."""
+    yield from taken_down_afterwards(start_project(tmp_path_factory.mktemp("compose")))
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +32,7 @@ def scale_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeP
         ("docker-compose.scale.yml",),
         {"AIRFLOW_CELERY_WORKER_CONCURRENCY": "1"},
     )
-    try:
-        yield project
-    finally:
-        take_down(project)
+    yield from taken_down_afterwards(project)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,4 @@ def monitoring_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Com
         extra={"PROMETHEUS_PORT": str(free_port()), "ALERTMANAGER_PORT": str(free_port())},
     )
     project.environment["COMPOSE_PROFILES"] = "monitoring"  # `down` included
-    try:
-        yield project
-    finally:
-        take_down(project)
+    yield from taken_down_afterwards(project)

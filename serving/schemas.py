@@ -28,6 +28,7 @@ from serving.validation import (
     MalformedObject,
     Rejected,
     check_records,
+    most_fields,
     read_json,
     wrong_body_type,
 )
@@ -185,7 +186,7 @@ CUSTOMER_IDS_FIELDS = frozenset(CustomerIdsBody.__annotations__)
 
 def parse_predict_body(body: bytes) -> Any:
     """One record (a JSON object) or a batch (a JSON array), validated; else `Rejected`."""
-    parsed = read_json(body, RECORD_FIELDS)
+    parsed = read_json(body, RECORD_FIELDS, MAX_BATCH * most_fields(RECORD_FIELDS))
     if isinstance(parsed, Rejected):
         return parsed
     if isinstance(parsed, dict | MalformedObject):
@@ -201,7 +202,7 @@ def parse_predict_body(body: bytes) -> Any:
 
 def parse_customer_ids_body(body: bytes) -> Any:
     """`{"customer_ids": [...]}`, validated; else `Rejected`."""
-    parsed = read_json(body, CUSTOMER_IDS_FIELDS)
+    parsed = read_json(body, CUSTOMER_IDS_FIELDS, most_fields(CUSTOMER_IDS_FIELDS))
     if isinstance(parsed, Rejected):
         return parsed
     if not isinstance(parsed, dict | MalformedObject):
@@ -289,7 +290,7 @@ class FieldError(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every 4xx and 5xx answer of the service, the framework's own included."""
+    """Every error answer of the service (4xx and 5xx), the framework's own included."""
 
     error: str = Field(description="what went wrong, in a sentence")
     rule: str = Field(description="why, for programs: e.g. validation_failed, not_found")

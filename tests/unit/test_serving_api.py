@@ -25,7 +25,13 @@ from serving.champion import Champion
 from serving.customers import FeatureStoreUnavailable
 from serving.schemas import EXAMPLE_RECORD, MAX_BATCH
 from serving.validation import MAX_LISTED_ERRORS
-from tests.serving_bodies import HOSTILE_BODIES, assert_envelope, record_text, unknown_fields_batch
+from tests.serving_bodies import (
+    ENVELOPE_KEYS,
+    HOSTILE_BODIES,
+    assert_envelope,
+    record_text,
+    unknown_fields_batch,
+)
 from tests.serving_harness import fit, labelled_frame, records
 from tests.unit.test_serving_log import FakeTable, features_of, logged_features, wait_until
 
@@ -256,12 +262,21 @@ def test_malformed_bodies_get_400_not_500(client, body, rule):
 
 
 def test_error_lists_are_bounded_with_a_total_count(client):
+    one = assert_envelope(client.post("/predict", json={"age": "x"}), 400)["error_count"]
+    response = client.post("/predict", json=[{"age": "x"}] * 1_000)
+
+    body = assert_envelope(response, 400)
+    assert (len(body["errors"]), body["error_count"]) == (MAX_LISTED_ERRORS, 1_000 * one)
+    assert [error["loc"][0] for error in body["errors"]] == [0] * one + [1] * (20 - one)
+    assert len(response.content) < 10_000
+
+
+def test_a_body_of_more_fields_than_any_valid_one_is_refused_before_parsing(client):
     response = client.post("/predict", content=unknown_fields_batch(), headers=JSON)
 
     body = assert_envelope(response, 400)
-    assert (len(body["errors"]), body["error_count"]) == (MAX_LISTED_ERRORS, 1_000)
-    assert {error["rule"] for error in body["errors"]} == {"too_many_fields"}
-    assert len(response.content) < 10_000
+    assert body["rule"] == "too_many_fields" and "200,000 fields" in body["error"]
+    assert len(response.content) < 1_000
 
 
 @pytest.mark.parametrize(
@@ -388,9 +403,10 @@ def test_without_a_champion_the_service_is_not_ready_and_says_why(
 ):
     fakes["source"] = FakeSource(None)
     with running(app, monkeypatch, tmp_path, fakes) as client:
-        assert client.get("/readyz").status_code == 503
+        readyz = client.get("/readyz")
+        assert readyz.status_code == 503 and readyz.json().keys() == ENVELOPE_KEYS
         for response in (client.post("/predict", json=EXAMPLE_RECORD), client.get("/metadata")):
-            assert response.status_code == 503
+            assert response.status_code == 503 and response.json()["rule"] == "not_ready"
             assert "no champion" in response.json()["error"]
 
 

@@ -13,7 +13,7 @@ LOAD_SECONDS ?= 30
 SERVICE_URL ?= http://127.0.0.1:3000
 STACK ?= native
 
-.PHONY: help install test test-unit test-integration test-e2e test-compose lint format bench \
+.PHONY: help install test test-unit test-integration test-e2e test-compose test-monitoring lint format bench \
 	bench-serving bench-serving-hostile bench-scale test-scale up down status demo serve load compose-build
 
 help: ## Show the targets and what they do
@@ -61,6 +61,9 @@ test-compose: $(INSTALLED) ## Build the images, run the compose stack and the de
 
 test-scale: $(INSTALLED) ## The scale-out overlay: Celery workers, replicas behind HAProxy, MariaDB replica
 	$(UV) run pytest tests/compose/test_compose_scale.py $(PYTEST_ARGS)
+
+test-monitoring: $(INSTALLED) ## The compose profile monitoring: targets up, rules loaded, an alert at the webhook
+	$(UV) run pytest tests/compose/test_compose_monitoring.py $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## Check formatting and lint rules with ruff
 	$(UV) run ruff format --check .

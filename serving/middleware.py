@@ -121,8 +121,8 @@ EMPTY_BODY = "empty body: send a JSON object (one record) or array (a batch) as 
 
 
 class ErrorEnvelope:
-    """ASGI middleware: every 4xx the framework answers itself (unknown path, wrong method,
-    its own validation) is rewritten into the service's envelope; ours pass unchanged."""
+    """ASGI middleware: every error the framework answers itself (unknown path, wrong method,
+    not ready, its own 500) is rewritten into the service's envelope; ours pass unchanged."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -136,7 +136,7 @@ class ErrorEnvelope:
 
         async def enveloping_send(message: dict[str, Any]) -> None:
             nonlocal start
-            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
                 start = message
                 return
             if start is None or message["type"] != "http.response.body":

@@ -3,7 +3,6 @@ and Alertmanager's webhook."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,9 @@ from mlops_platform import db
 from mlops_platform.alerting.exporter import make_exporter_server
 from mlops_platform.config import get_settings
 from mlops_platform.mariadb_server import free_port
+from mlops_platform.monitoring import reports
+from mlops_platform.monitoring.drift import FeatureDrift
+from mlops_platform.monitoring.windows import Window
 
 WINDOW_END = datetime(2026, 3, 2)
 DAY = timedelta(days=1)
@@ -69,24 +71,30 @@ def deploy(url: str, version: str, action: str = "promote") -> None:
         )
 
 
-def report(url: str, kind: str, version: str, end: datetime, decision: str, **stats) -> None:
+def report(
+    url: str,
+    kind: str,
+    version: str,
+    end: datetime,
+    decision: str,
+    share: float | None = None,
+    **stats,
+) -> None:
+    """A report stored the way the monitoring checks store theirs."""
     with db.transaction(url) as connection:
-        connection.execute(
-            text(
-                "INSERT INTO drift_reports (kind, model_name, model_version, window_start,"
-                " window_end, row_count, stats, drift_share, decision) VALUES (:kind,"
-                " :model_name, :version, :start, :end, 900, :stats, :share, :decision)"
-            ),
-            {
-                "kind": kind, "model_name": get_settings().model_name, "version": version,
-                "start": end - DAY, "end": end, "stats": json.dumps(stats), "decision": decision,
-                "share": stats.pop("share", None) if kind == "drift" else None,
-            },
+        reports.store_report(
+            connection, kind, get_settings().model_name, version, Window(end - DAY, end), 900,
+            stats, share, decision,
         )  # fmt: skip
 
 
 def drift_stats(psi: dict[str, float], consecutive: int) -> dict:
-    return {"features": {f: {"psi": v} for f, v in psi.items()},
+    """A drift report's stats as the drift check writes them (features as FeatureDrift)."""
+    features = {
+        name: FeatureDrift(name, "numeric", ("all",), (1.0,), (900,), {"psi": value}, "ok")
+        for name, value in psi.items()
+    }
+    return {"features": {name: f.as_dict() for name, f in features.items()},
             "consecutive_drift_windows": consecutive}  # fmt: skip
 
 
@@ -104,9 +112,7 @@ def test_the_champions_newest_reports_become_gauges(exporter: str, store_url: st
     # An older window of the champion, and the newest window of the previous version.
     report(store_url, "drift", "2", WINDOW_END - DAY, "ok", **drift_stats({"age": 0.01}, 0))
     report(store_url, "drift", "1", WINDOW_END + DAY, "ok", **drift_stats({"age": 0.9}, 0))
-    stats = drift_stats(PSI, 2)
-    stats["share"] = 1 / 3
-    report(store_url, "drift", "2", WINDOW_END, "drift", **stats)
+    report(store_url, "drift", "2", WINDOW_END, "drift", 1 / 3, **drift_stats(PSI, 2))
     report(
         store_url, "performance", "2", WINDOW_END, "degraded",
         metrics={"accuracy": 0.61, "macro_f1": 0.58}, baseline_test_macro_f1=0.7,

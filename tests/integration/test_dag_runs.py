@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from datetime import date
 from pathlib import Path
 
@@ -37,6 +39,14 @@ def test_feature_pipeline_builds_and_validates_the_months_snapshot(
             text("SELECT passed FROM snapshot_validations WHERE base_dt = '2025-07-01'")
         ).scalar_one()
     assert passed == 1
+    with sqlite3.connect(airflow_home / "airflow.db") as airflow_db:
+        (extra,) = airflow_db.execute(
+            "SELECT asset_event.extra FROM asset_event"
+            " JOIN asset ON asset.id = asset_event.asset_id"
+            " WHERE asset.uri LIKE '%/training_snapshots' ORDER BY asset_event.id DESC LIMIT 1"
+        ).fetchone()
+    # dag.test() makes a manual run: the training it starts is for new data, not the schedule.
+    assert json.loads(extra)["reason"] == "new-data"
 
 
 def test_feature_pipeline_fails_without_announcing_a_bad_snapshot(

@@ -188,9 +188,9 @@ def test_the_decision_reads_the_stored_reports_and_computes_nothing_again(
     store_url: str, trained
 ) -> None:
     model, reference = trained
+    deliver(store_url, "concept")
     log_traffic(store_url, model, LOGGED_AT)
     log_traffic(store_url, model, LOGGED_AT, model_version="2", count=600)
-    deliver(store_url, "concept")
     window = Window(LOGGED_AT, LABEL_WINDOW.end)
     drift_report = drift.check_reference(reference, window, store_url)
     live = performance.performance(

@@ -92,7 +92,7 @@ def read_snapshot(connection: Connection, model_name: str) -> Snapshot:
             ),
             {**parameters, "version": champion},
         ).all()
-    # Two reports of one window end (different starts): the one written last counts.
+    # Two reports of one window end (different starts): the newer report id counts.
     newest = {
         kind: Report(str(kind), str(version), int(count), share, str(decision), json.loads(stats))
         for kind, version, count, share, decision, stats in rows

@@ -125,6 +125,19 @@ def _client() -> MlflowClient:
     return mlflow.MlflowClient()
 
 
+@contextmanager
+def _existing(what: str) -> Iterator[None]:
+    """MLflow's "does not exist" as a RegistryError that names what was asked for."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise RegistryError(f"{what} does not exist in the registry") from error
+
+
 def load_version(version: str) -> CreditScoreModel:
     """One registered version of MODEL_NAME, with its bundled preprocessing."""
     import mlflow
@@ -305,7 +318,8 @@ def promote(version: str, reason: str, actor: str, url: str | None = None) -> st
     name = model_name()
     client = _client()
     with _champion_lock(name, url):
-        client.get_model_version(name, version)  # fails clearly when there is no such version
+        with _existing(f"version {version} of {name}"):
+            client.get_model_version(name, version)
         before = client.get_registered_model(name).aliases
         previous = before.get(CHAMPION)
         if previous == version:
@@ -339,7 +353,8 @@ def rollback(reason: str, actor: str, url: str | None = None) -> str:
     name = model_name()
     client = _client()
     with _champion_lock(name, url):
-        before = client.get_registered_model(name).aliases
+        with _existing(f"model {name}"):
+            before = client.get_registered_model(name).aliases
         current, target = before.get(CHAMPION), before.get(PREVIOUS_CHAMPION)
         if target is None:
             raise RegistryError(f"{name} has no {PREVIOUS_CHAMPION} to roll back to")
@@ -515,7 +530,8 @@ def status(limit: int = 10) -> ModelStatus:
     """Aliases and the `limit` newest versions (plus any aliased older ones)."""
     name = model_name()
     client = _client()
-    aliases = client.get_registered_model(name).aliases
+    with _existing(f"model {name}"):
+        aliases = client.get_registered_model(name).aliases
     versions = {
         str(v.version): v
         for v in client.search_model_versions(

@@ -182,6 +182,8 @@ def test_manual_promote_and_rollback_walk_back_the_history(publish, store_url) -
     assert aliases() == {"champion": v3, "previous_champion": v2}
     with pytest.raises(registry.RegistryError, match="already the champion"):
         registry.promote(v3, reason="again", actor="ops", url=store_url)
+    with pytest.raises(registry.RegistryError, match=r"version 999 of .* does not exist"):
+        registry.promote("999", reason="typo", actor="ops", url=store_url)
 
     assert registry.rollback(reason="v3 misbehaves", actor="ops", url=store_url) == v2
     assert aliases() == {"champion": v2, "previous_champion": v1}
@@ -201,6 +203,9 @@ def test_model_status_shows_every_kind_of_deployment(
     publish, run_gate, use_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from click.testing import CliRunner
+
+    before = CliRunner().invoke(main, ["model", "status"])
+    assert before.exit_code == 1 and "does not exist in the registry" in before.output
 
     v1, worse, v3 = publish("weak"), publish("shuffled"), publish("better")
     run_gate(v1, "weak")

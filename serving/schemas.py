@@ -27,6 +27,7 @@ from serving.validation import (
     MAX_LISTED_ERRORS,
     MalformedObject,
     Rejected,
+    UncheckedBody,
     check_records,
     most_fields,
     read_json,
@@ -237,8 +238,9 @@ class OneOfRoot:
 
 
 class OwnParser:
-    """Bodies are parsed by `parse`: the root is the valid value or a `Rejected`, never raised
-    (BentoML would answer a raised error in its own shapes, with every error listed)."""
+    """The root is the `UncheckedBody`: the endpoint checks it with `parse`, which returns
+    the valid value or a `Rejected`, never raises (BentoML would answer a raised error in
+    its own shapes, every error listed), and may run off the event loop."""
 
     __root_input__ = True
     parse: ClassVar[Callable[[bytes], Any]]
@@ -246,7 +248,7 @@ class OwnParser:
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
         body = json_data.encode() if isinstance(json_data, str) else bytes(json_data)
-        return cls.model_construct(root=cls.parse(body))
+        return cls.model_construct(root=UncheckedBody(body, cls.parse))
 
 
 class PredictRequest(OwnParser, OneOfRoot, IORootModel[Record | Batch]):

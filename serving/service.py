@@ -113,6 +113,7 @@ class CreditScoreService:
 
         `customer_id` and `month` are optional; they are logged to match late labels.
         """
+        body = await body.checked()
         if isinstance(body, Rejected):
             return rejected(body)
         started = time.perf_counter()
@@ -129,6 +130,7 @@ class CreditScoreService:
 
         All or nothing: if any id is not in the store, the answer is 404 naming them.
         """
+        body = await body.checked()
         if isinstance(body, Rejected):
             return rejected(body)
         customer_ids = body["customer_ids"]

@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     performance_min_labelled: int = Field(
         300, ge=1, description="Labelled predictions needed to judge live accuracy."
     )
+    estimate_min_predictions: int = Field(
+        300, ge=1, description="Predictions needed to judge the label-free accuracy estimate."
+    )
     exporter_host: str = Field(
         "127.0.0.1", description="Interface the model-quality exporter for Prometheus binds to."
     )

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from mlops_platform.config import PROJECT_ROOT, get_settings
 from mlops_platform.features import airflow_run, describe_build, parse_base_date, read_snapshot
+from mlops_platform.monitoring.estimate import fit_calibration
 from mlops_platform.monitoring.reference import REFERENCE_PROFILE
 from mlops_platform.orchestration import TRIGGER_REASONS
 from mlops_platform.schema import (
@@ -308,6 +309,10 @@ def train_candidate(
             # Drift checks weigh each drifted feature by what it means to this model.
             importance = model.classifier.get_feature_importance()
             profile["importance"] = dict(zip(MODEL_COLUMNS, map(float, importance), strict=True))
+            # The accuracy estimate reads the logged probabilities through this calibration.
+            profile["calibration"] = fit_calibration(
+                splits["validation"][TARGET], model.predict_proba(splits["validation"])
+            )
             (directory / REFERENCE_PROFILE).write_text(json.dumps(profile, indent=1))
             mlflow.log_artifacts(str(directory))
         info = model.log_to_mlflow(splits["train"][list(FEATURE_NAMES)])

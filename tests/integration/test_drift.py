@@ -25,6 +25,7 @@ from mlops_platform.model import (
     model_frame,
 )
 from mlops_platform.monitoring import drift
+from mlops_platform.monitoring.estimate import fit_calibration
 from mlops_platform.monitoring.reference import REFERENCE_PROFILE, Reference
 from mlops_platform.monitoring.windows import Window
 from mlops_platform.schema import (
@@ -63,6 +64,10 @@ def train_reference(model_version: str = "1") -> tuple[CreditScoreModel, Referen
     model = CreditScoreModel.from_classifier(classifier, known)
     predicted = np.array(CREDIT_SCORES)[model.predict_proba(splits["train"]).argmax(axis=1)]
     profile = json.loads(json.dumps(reference_profile(splits["train"], predicted, MONTH)))
+    # As training does: the accuracy estimate's calibration, fitted on the validation split.
+    profile["calibration"] = fit_calibration(
+        splits["validation"][TARGET], model.predict_proba(splits["validation"])
+    )
     test_metrics = classification_metrics(
         splits["test"][TARGET], model.predict_proba(splits["test"])
     )

@@ -1,0 +1,144 @@
+"""The label-free accuracy estimate on a real MariaDB and a real trained model.
+
+Each simulated month's traffic is logged into its own one-day window; the estimate is
+stored before its labels arrive, and again with the realised accuracy once they have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from mlops_platform import db, traffic
+from mlops_platform.config import get_settings
+from mlops_platform.monitoring import estimate, reports
+from mlops_platform.monitoring.performance import classification_summary
+from tests.integration.test_drift import CUSTOMERS, START, log_traffic, train_reference
+
+# The drift ramps up from DRIFT_FROM and is at full strength three months later.
+DRIFT_FROM = date(2025, 11, 1)
+MONTHS = (date(2025, 10, 1), date(2025, 11, 1), date(2025, 12, 1), date(2026, 1, 1))
+# Largest |estimated - realised| measured on these windows: 0.023 (accuracy), 0.029
+# (macro-F1), at 1,500 predictions a window (see the README); allowed per window:
+TOLERANCE = 0.035
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_reference()
+
+
+@pytest.fixture(autouse=True)
+def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def window_of(month: date) -> estimate.Window:
+    start = datetime.combine(month, datetime.min.time()) + timedelta(days=9)
+    return estimate.Window(start, start + DAY)
+
+
+def log_month(url: str, model, month: date, scenario: str, **options) -> None:
+    """The month's simulated traffic, predicted by version 1, logged from its window's start."""
+    traffic.simulate(
+        CUSTOMERS, month, scenario, target="log", start=START, drift_from=DRIFT_FROM,
+        model=model, model_version="1", at=window_of(month).start, url=url, **options,
+    )  # fmt: skip
+
+
+def run_scenario(url: str, model, reference, scenario: str) -> list[estimate.Estimate]:
+    """Log each month in its window, estimate it, deliver its labels, estimate it again."""
+    results = []
+    for month in MONTHS:
+        window = window_of(month)
+        log_month(url, model, month, scenario)
+        before = estimate.estimate_reference(reference, window, url)
+        assert before.labelled == 0 and before.realised is None
+        traffic.deliver_labels(
+            CUSTOMERS, month, scenario, start=START, drift_from=DRIFT_FROM, url=url
+        )
+        after = estimate.estimate_reference(
+            reference, window, url, labels_until=datetime(2027, 1, 1)
+        )
+        assert after.report_id == before.report_id  # the same report, now with the realised side
+        assert after.metrics == before.metrics
+        results.append(after)
+    for result in results:
+        print(
+            f"{scenario} {result.window.start:%Y-%m-%d}: estimated accuracy"
+            f" {result.metrics['accuracy']:.4f} realised {result.realised['accuracy']:.4f};"
+            f" macro-F1 {result.metrics['macro_f1']:.4f} realised"
+            f" {result.realised['macro_f1']:.4f} ({result.labelled} labelled)"
+        )
+    return results
+
+
+def test_the_sql_aggregates_equal_the_estimate_on_the_rows(store_url: str, trained) -> None:
+    model, reference = trained
+    month = MONTHS[-1]
+    window = window_of(month)
+    log_month(store_url, model, month, "covariate")
+    log_traffic(store_url, model, window.start, model_version="2", count=100)  # not judged
+    log_traffic(store_url, model, window.end, count=100)  # after the window
+
+    result = estimate.estimate_reference(reference, window, store_url)
+
+    features = traffic.traffic_month(
+        CUSTOMERS, month, "covariate", start=START, drift_from=DRIFT_FROM
+    ).features
+    temperature = reference.profile["calibration"]["temperature"]
+    probabilities = estimate.calibrated(model.predict_proba(features), temperature)
+    expected = classification_summary(estimate.expected_confusion(probabilities))
+    assert result.rows == CUSTOMERS and result.temperature == temperature
+    assert result.metrics == pytest.approx(expected, abs=1e-9)
+    [stored] = reports.load_reports([result.report_id], store_url).values()
+    assert (stored.kind, stored.model_version, stored.row_count) == ("estimate", "1", CUSTOMERS)
+    assert stored.stats["metrics"] == pytest.approx(expected, abs=1e-9)
+    assert stored.stats["baseline_test_macro_f1"] == reference.test_metrics["macro_f1"]
+    assert stored.decision == result.decision
+
+
+def test_under_covariate_drift_the_estimate_tracks_realised_accuracy(
+    store_url: str, trained
+) -> None:
+    model, reference = trained
+    results = run_scenario(store_url, model, reference, "covariate")
+
+    errors = np.array([[r.error["accuracy"], r.error["macro_f1"]] for r in results])
+    print(f"covariate: largest |estimated - realised| {np.abs(errors).max(axis=0)}")
+    assert all(r.labelled == CUSTOMERS for r in results)
+    assert np.abs(errors).max() <= TOLERANCE
+    # The drift lowers macro-F1, and the estimate moves the same way without any label.
+    realised = [r.realised["macro_f1"] for r in results]
+    estimated = [r.metrics["macro_f1"] for r in results]
+    assert realised[0] - realised[-1] > 0.05 and estimated[0] - estimated[-1] > 0.02
+
+
+def test_concept_drift_is_invisible_to_the_estimate(store_url: str, trained) -> None:
+    model, reference = trained
+    results = run_scenario(store_url, model, reference, "concept")
+
+    first, last = results[0], results[-1]
+    # P(x) does not move, so the estimate stays put while the realised accuracy falls.
+    assert abs(last.metrics["accuracy"] - first.metrics["accuracy"]) < 0.02
+    assert first.realised["accuracy"] - last.realised["accuracy"] > 0.1
+    assert last.error["accuracy"] > 0.1
+
+
+def test_the_migration_adds_the_estimate_kind(store_url: str) -> None:
+    with db.get_engine(store_url).connect() as connection:
+        column = connection.execute(
+            text(
+                "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA ="
+                " DATABASE() AND TABLE_NAME = 'drift_reports' AND COLUMN_NAME = 'kind'"
+            )
+        ).scalar_one()
+    assert "'estimate'" in column

@@ -21,11 +21,13 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
 WORKDIR /app
 # Dependencies first, so a code change does not reinstall them. mysql-connector-python
 # (65 MB) comes with the MySQL provider for a hook we never use; packages' own test suites
-# (136 MB) are never imported.
-COPY pyproject.toml uv.lock README.md ./
+# (136 MB) are never imported. README.md (the package's readme) comes with the code, so a
+# README edit does not reinstall the dependencies.
+COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-default-groups --no-install-package mysql-connector-python \
         --no-install-project \
     && find /opt/venv/lib -depth -type d -name tests -path "*/site-packages/*" -exec rm -rf {} +
+COPY README.md ./
 COPY src ./src
 COPY sql ./sql
 COPY dags ./dags

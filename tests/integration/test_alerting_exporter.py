@@ -144,14 +144,7 @@ def test_the_champions_newest_reports_become_gauges(exporter: str, store_url: st
 
 
 def test_an_estimate_report_adds_the_estimated_gauges(exporter: str, store_url: str) -> None:
-    # The estimate's own report kind (issue 14 item 4) extends the table's ENUM.
-    with db.transaction(store_url) as connection:
-        connection.execute(
-            text(
-                "ALTER TABLE drift_reports MODIFY kind"
-                " ENUM('drift', 'performance', 'estimate') NOT NULL"
-            )
-        )
+    # The estimate's own report kind comes from migration 010.
     deploy(store_url, "3")
     report(
         store_url, "estimate", "3", WINDOW_END, "degraded",

@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEMO_SIZE ?= full
 LOAD_USERS ?= 20
 LOAD_SECONDS ?= 30
-SERVICE_URL ?= http://127.0.0.1:3000
+SERVICE_URL ?=
 STACK ?= native
 
 .PHONY: help install test test-unit test-integration test-e2e test-compose test-monitoring lint format bench \
@@ -107,5 +107,5 @@ compose-build: ## Build the project image once for every compose service, labell
 serve: $(INSTALLED) ## Run only the prediction service in the foreground (port 3000)
 	$(UV) run mlops serve
 
-load: $(INSTALLED) ## Load-test a running service with locust (LOAD_USERS, LOAD_SECONDS, SERVICE_URL)
-	$(UV) run python -m tests.load.run_load --url $(SERVICE_URL) --users $(LOAD_USERS) --duration $(LOAD_SECONDS)
+load: $(INSTALLED) ## Load-test a running service with locust (LOAD_USERS, LOAD_SECONDS; SERVICE_URL: default the stack's)
+	$(UV) run python -m tests.load.run_load $(if $(SERVICE_URL),--url $(SERVICE_URL)) --users $(LOAD_USERS) --duration $(LOAD_SECONDS)

@@ -2,7 +2,8 @@
 ### Feature pipeline
 
 Builds the point-in-time training snapshot for the run's month (features of earlier
-months, labels observed by the first of this month) and validates it. A snapshot that
+months, labels observed by the first of this month) and validates it. It runs on
+`FEATURE_PIPELINE_SCHEDULE` and whenever ingest updates the feature-rows asset. A snapshot that
 passes updates the training-snapshot asset, which starts `continuous_training`:
 with `reason=schedule` when this run was scheduled, `new-data` otherwise.
 
@@ -19,18 +20,20 @@ from mlops_platform.dates import month_of
 from mlops_platform.orchestration import (
     DAG_DEFAULTS,
     announced_reason,
+    features_asset_uri,
     run_moment,
-    schedule_of,
+    schedule_or_assets,
     snapshot_asset_uri,
 )
 
 # Assets are named by their URI: to Airflow one name must always mean one URI.
+FEATURE_ROWS = Asset(uri=features_asset_uri())
 TRAINING_SNAPSHOT = Asset(uri=snapshot_asset_uri())
 
 
 @dag(
     dag_id="feature_pipeline",
-    schedule=schedule_of(get_settings().feature_pipeline_schedule),
+    schedule=schedule_or_assets(get_settings().feature_pipeline_schedule, [FEATURE_ROWS]),
     tags=["mlops", "features"],
     doc_md=__doc__,
     **DAG_DEFAULTS,

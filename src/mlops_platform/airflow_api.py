@@ -54,7 +54,8 @@ class AirflowApi:
     @classmethod
     def for_settings(cls, settings: Settings | None = None, airflow_home: Path | None = None):
         settings = settings or get_settings()
-        return cls(settings.airflow_api_url, admin_password(settings, airflow_home or Path()))
+        home = airflow_home or settings.airflow_home or settings.mlops_data_dir / "airflow"
+        return cls(settings.airflow_api_url, admin_password(settings, home))
 
     def _api(self):
         from airflow_client import client
@@ -83,6 +84,16 @@ class AirflowApi:
         client, api = self._api()
         body = client.TriggerDAGRunPostBody(logical_date=logical_date, conf=conf or {})
         return client.DagRunApi(api).trigger_dag_run(dag_id, body).dag_run_id
+
+    def post_asset_event(self, uri: str, extra: dict) -> None:
+        """An asset event from outside Airflow: the DAGs scheduled on the asset start as usual."""
+        client, api = self._api()
+        assets = client.AssetApi(api).get_assets(uri_pattern=uri).assets
+        asset = next((asset for asset in assets if asset.uri == uri), None)
+        if asset is None:
+            raise LookupError(f"Airflow knows no asset {uri}; have its DAGs been parsed?")
+        body = client.CreateAssetEventsBody(asset_id=asset.id, extra=extra)
+        client.AssetApi(api).create_asset_event(body)
 
     def runs(self, dag_id: str) -> list[DAGRunResponse]:
         """The DAG's runs, newest first."""

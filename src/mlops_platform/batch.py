@@ -71,3 +71,18 @@ def score_customers(score_date: str | date, url: str | None = None) -> BatchResu
         )
         upsert_frame(connection, "batch_predictions", scored)
     return BatchResult(day, version, len(scored), time.perf_counter() - started)
+
+
+def scored_classes(score_date: str | date, url: str | None = None) -> dict[str, int]:
+    """How many customers each class got in the batch of `score_date` (empty: none stored)."""
+    with db.get_engine(url).connect() as connection:
+        counts = connection.execute(
+            text(
+                "SELECT predicted_class, COUNT(*) FROM batch_predictions"
+                " WHERE score_date = :day GROUP BY predicted_class"
+            ),
+            {"day": parse_date(score_date)},
+        ).all()
+    return {
+        name: count for name, count in sorted(counts, key=lambda row: CREDIT_SCORES.index(row[0]))
+    }

@@ -173,12 +173,22 @@ def data_generate(
     show_default=True,
     help="Year for files whose Month column holds month names (the public dataset).",
 )
-def data_ingest(files: tuple[str, ...], year: int) -> None:
-    """Load CSV files (our layout or the public dataset's), quarantining dirty rows."""
-    from mlops_platform.data.ingest import ingest_csv
+@click.option(
+    "--announce/--no-announce", default=True, show_default=True,
+    help="Post the feature-rows asset event to Airflow, which starts feature_pipeline.",
+)  # fmt: skip
+def data_ingest(files: tuple[str, ...], year: int, announce: bool) -> None:
+    """Load CSV files (our layout or the public dataset's), quarantining dirty rows.
 
+    Of clean rows repeating a customer and month, the last in the file wins (superseded).
+    """
+    from mlops_platform.data.ingest import ingest_csv, new_rows_announcement
+
+    loaded = []
     for file in files:
         result = ingest_csv(Path(file), year=year)
+        if result.rows_loaded:
+            loaded.append(new_rows_announcement(result))
         print_table(
             f"Ingested {result.file_name}",
             [
@@ -191,6 +201,32 @@ def data_ingest(files: tuple[str, ...], year: int) -> None:
         )
         for reason, count in sorted(result.quarantine_reasons.items(), key=lambda kv: -kv[1]):
             console.print(f"  quarantined {count:>6,}  {reason}")
+    if announce and loaded:
+        _announce_feature_rows(loaded)
+
+
+def _announce_feature_rows(announcements: list[dict]) -> None:
+    """Tell Airflow through its REST API; the data is loaded either way, so only warn."""
+    import httpx
+    import urllib3
+    from airflow_client.client.exceptions import OpenApiException
+
+    from mlops_platform.airflow_api import AirflowApi
+    from mlops_platform.orchestration import features_asset_uri
+
+    uri = features_asset_uri()
+    try:
+        airflow = AirflowApi.for_settings()
+        for announcement in announcements:
+            airflow.post_asset_event(uri, announcement)
+    except (OSError, LookupError, httpx.HTTPError, urllib3.exceptions.HTTPError,
+            OpenApiException) as error:  # fmt: skip
+        console.print(
+            f"[yellow]Airflow was not told ({type(error).__name__}: {error});"
+            " trigger feature_pipeline yourself, or ingest again once Airflow runs[/]"
+        )
+    else:
+        console.print(f"asset {uri} updated in Airflow: feature_pipeline starts")
 
 
 @main.group()
@@ -399,6 +435,32 @@ def model_promote(version: str, reason: str) -> None:
 def model_rollback(reason: str) -> None:
     """Put the champion back on the previous champion in one step."""
     console.print(f"champion is now v{_registry().rollback(reason, actor=getpass.getuser())}")
+
+
+@main.group()
+def batch() -> None:
+    """Batch serving: score every active customer with the champion."""
+
+
+@batch.command("score")
+@click.option(
+    "--date", "score_date", type=click.DateTime(["%Y-%m-%d"]), required=True,
+    help="Score date, YYYY-MM-DD: features of the latest month before its month are scored.",
+)  # fmt: skip
+def batch_score(score_date) -> None:
+    """Replace the date's batch_predictions with a fresh scoring (what the DAG runs)."""
+    from mlops_platform.batch import score_customers, scored_classes
+
+    result = score_customers(score_date.date())
+    print_table(
+        f"Batch scoring for {result.score_date}",
+        [
+            ("customers scored", result.rows),
+            ("model version", result.model_version),
+            *((f"  {name}", count) for name, count in scored_classes(result.score_date).items()),
+            ("seconds", f"{result.seconds:.1f}"),
+        ],
+    )
 
 
 @main.command("serve")

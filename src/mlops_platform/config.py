@@ -1,7 +1,13 @@
-"""Typed settings: every environment variable the platform reads is declared here, once."""
+"""Typed settings: every environment variable the platform reads is declared here, once.
+
+Precedence: environment variables, then the settings a running native stack was started
+with (`MLOPS_DATA_DIR/stack/settings.env`, written by `mlops stack up` and `make demo`),
+then `.env`, then the defaults. So commands run beside a stack reach that stack.
+"""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -75,6 +81,10 @@ class Settings(BaseSettings):
     )
     mlflow_experiment: str = Field(
         "credit-score", description="MLflow experiment that training runs are logged under."
+    )
+    mlflow_monitoring_experiment: str = Field(
+        "credit-score-monitoring",
+        description="MLflow experiment of the monitoring runs (one per model version).",
     )
     model_name: str = Field("credit_score", description="Registered model name in MLflow.")
     train_trials: int = Field(6, ge=1, description="Hyperparameter trials per training run.")
@@ -182,6 +192,9 @@ class Settings(BaseSettings):
     estimate_min_predictions: int = Field(
         300, ge=1, description="Predictions needed to judge the label-free accuracy estimate."
     )
+    estimate_settle_days: float = Field(
+        72, gt=0, description="Age of a window when monitoring adds its realised accuracy."
+    )
     exporter_host: str = Field(
         "127.0.0.1", description="Interface the model-quality exporter for Prometheus binds to."
     )
@@ -244,7 +257,30 @@ class Settings(BaseSettings):
         return self
 
 
+def stack_state_dir(data_dir: Path) -> Path:
+    """Where the native stack keeps its pid, log, settings and local MariaDB."""
+    return data_dir / "stack"
+
+
+def stack_settings_file(data_dir: Path) -> Path:
+    return stack_state_dir(data_dir) / "settings.env"
+
+
+def running_stack_pid(data_dir: Path) -> int | None:
+    """The native stack's process group id while it runs, else None."""
+    try:
+        pid = int((stack_state_dir(data_dir) / "stack.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, loaded on first use."""
-    return Settings()
+    """Return the process-wide settings, loaded on first use (precedence: module doc)."""
+    settings = Settings()
+    recorded = stack_settings_file(settings.mlops_data_dir)
+    if recorded.is_file() and running_stack_pid(settings.mlops_data_dir):
+        return Settings(_env_file=(".env", recorded))  # later files win over earlier ones
+    return settings

@@ -35,7 +35,7 @@ DRIFT_STARTED_MONTHS_AGO = 5
 HISTORY_MONTHS = 12
 # Pre-drift traffic comes from this month, when the first champion's data was current.
 NORMAL_TRAFFIC_MONTHS_AGO = 7
-DEMO_DAGS = {"feature_pipeline", "continuous_training", "monitoring"}
+DEMO_DAGS = {"feature_pipeline", "continuous_training", "monitoring", "batch_prediction"}
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,9 @@ def run(size_name: str = "full", stack_name: str = "native") -> None:
         settings, airflow = attach_to_running_stack()
         where = []
     first, second = tell_story(settings, size, airflow)
-    step(9, "Summary")
+    step(9, "batch_prediction in Airflow: every active customer scored by the new champion")
+    score_in_batch(airflow)
+    step(10, "Summary")
     print_summary(first, second, where, started)
 
 
@@ -257,10 +259,10 @@ def tell_story(settings: Settings, size: DemoSize, airflow: Any) -> tuple[dict, 
 
     step(7, "The gate's decision")
     from mlops_platform import registry, tracking
+    from mlops_platform.cli_tables import history_table
 
     tracking.configure()
-    history = registry.deployment_history(limit=5)
-    console.print(registry.format_history_table(history))
+    console.print(history_table(registry.deployment_history(limit=5)))
 
     step(8, "The service hot-reloads the new champion")
     second = wait_for(
@@ -272,6 +274,20 @@ def tell_story(settings: Settings, size: DemoSize, airflow: Any) -> tuple[dict, 
                      service_url=service, **population)  # fmt: skip
     time.sleep(2 * settings.serving_log_flush_interval_s + 1)
     return first, second
+
+
+def score_in_batch(airflow: Any) -> None:
+    """Run the batch scoring DAG once and show what it stored."""
+    from mlops_platform.batch import scored_classes
+
+    run_id = airflow.trigger("batch_prediction")
+    run = wait_for(lambda: airflow.finished_run("batch_prediction", run_id), "batch scoring", 300)
+    score_date = (run.logical_date or run.run_after).date()
+    classes = scored_classes(score_date)
+    console.print(
+        f"batch_prediction {run_id} scored {sum(classes.values()):,} customers for {score_date}: "
+        + ", ".join(f"{name} {count:,}" for name, count in classes.items())
+    )
 
 
 def step(number: int, title: str) -> None:

@@ -17,6 +17,7 @@ from mlops_platform.dates import month_of
 
 OWNER = "mlops"
 SNAPSHOT_TABLE = "training_snapshots"
+FEATURES_TABLE = "customer_features_monthly"
 TRAINING_DAG_ID = "continuous_training"
 TRIGGER_REASONS = ("manual", "schedule", "new-data", "drift", "performance")
 # Retraining after a monitoring alarm rebuilds the snapshot to include labels that arrived since.
@@ -41,13 +42,21 @@ DAG_DEFAULTS: dict[str, Any] = {
 }
 
 
-def snapshot_asset_uri() -> str:
-    """`mysql://host:port/db/training_snapshots`, the form the MySQL provider validates."""
+def store_table_asset_uri(table: str) -> str:
+    """`mysql://host:port/db/table` of the feature store, the form the MySQL provider validates."""
     store = urlsplit(get_settings().feature_store_url)
     database = store.path.strip("/")
-    return (
-        f"mysql://{store.hostname or 'localhost'}:{store.port or 3306}/{database}/{SNAPSHOT_TABLE}"
-    )
+    return f"mysql://{store.hostname or 'localhost'}:{store.port or 3306}/{database}/{table}"
+
+
+def snapshot_asset_uri() -> str:
+    """Validated training snapshots: the feature pipeline updates it, training consumes it."""
+    return store_table_asset_uri(SNAPSHOT_TABLE)
+
+
+def features_asset_uri() -> str:
+    """Monthly feature rows: ingest updates it, the feature pipeline consumes it."""
+    return store_table_asset_uri(FEATURES_TABLE)
 
 
 def champion_asset_uri() -> str:
@@ -60,6 +69,17 @@ def champion_asset_uri() -> str:
 def schedule_of(setting: str) -> str | None:
     """A schedule setting as Airflow takes it; `none` means triggered runs only."""
     return None if setting.strip().lower() == "none" else setting
+
+
+def schedule_or_assets(setting: str, assets: list[Any]) -> Any:
+    """The time schedule or an update of `assets`, whichever comes first; `none`: assets only."""
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    cron = schedule_of(setting)
+    if cron is None:
+        return assets
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=assets)
 
 
 def run_moment(context: Mapping[str, Any]) -> datetime:

@@ -25,7 +25,14 @@ import pymysql
 from sqlalchemy import make_url
 
 from mlops_platform import airflow_api
-from mlops_platform.config import PROJECT_ROOT, Settings, get_settings
+from mlops_platform.config import (
+    PROJECT_ROOT,
+    Settings,
+    get_settings,
+    running_stack_pid,
+    stack_settings_file,
+    stack_state_dir,
+)
 from mlops_platform.errors import InvalidInput
 
 
@@ -74,7 +81,26 @@ def services(settings: Settings, with_mariadb: bool) -> list[Service]:
 
 
 def state_dir(settings: Settings) -> Path:
-    return settings.mlops_data_dir / "stack"
+    return stack_state_dir(settings.mlops_data_dir)
+
+
+def _single_quoted(value: str) -> str:
+    """A dotenv single-quoted value: only backslash and quote are escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def record_settings(settings: Settings) -> Path:
+    """Write the settings the stack starts with, which `get_settings()` then reads too."""
+    lines = [
+        f"{name.upper()}={_single_quoted(str(value))}"
+        for name in sorted(settings.model_fields_set)
+        if (value := getattr(settings, name)) is not None
+    ]
+    path = stack_settings_file(settings.mlops_data_dir)
+    # It may hold passwords (FEATURE_STORE_URL …), like .env: readable by the owner only.
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
 
 
 def run_foreground(settings: Settings | None = None) -> int:
@@ -102,6 +128,7 @@ def start_detached(settings: Settings | None = None) -> int:
         raise RuntimeError(
             f"the stack already runs (pid {running_pid(settings)}); `make down` first"
         )
+    record_settings(settings)
     with open(directory / "stack.log", "ab") as log:
         process = subprocess.Popen(
             _mlops("stack", "up", "--foreground"), cwd=PROJECT_ROOT, stdout=log,
@@ -140,13 +167,7 @@ def up(
 
 
 def running_pid(settings: Settings) -> int | None:
-    path = state_dir(settings) / "stack.pid"
-    try:
-        pid = int(path.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
+    return running_stack_pid(settings.mlops_data_dir)
 
 
 def stop(settings: Settings | None = None, timeout: float = 60) -> bool:
@@ -163,6 +184,7 @@ def stop(settings: Settings | None = None, timeout: float = 60) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)  # whatever outlived the graceful stop
     (state_dir(settings) / "stack.pid").unlink(missing_ok=True)
+    stack_settings_file(settings.mlops_data_dir).unlink(missing_ok=True)
     return True
 
 

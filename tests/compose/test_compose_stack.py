@@ -8,6 +8,7 @@ The tests share one stack and run in file order, as a user's session would.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -57,11 +58,12 @@ def test_the_short_demo_closes_the_loop_inside_the_containers(
     timings = [line for line in demo_output.splitlines() if line.startswith(TIMING_LINES)]
     with capsys.disabled():  # the timings and the loop's summary belong in the CI log
         print("\n" + "\n".join(timings))
-        print(demo_output[demo_output.find("9. Summary") - 60 :])
+        print(demo_output[demo_output.find("10. Summary") - 60 :])
     assert "every service healthy" in demo_output
     assert "serving credit_score v1" in demo_output
     assert "serving credit_score v2 (was v1)" in demo_output
     assert "performance:" in demo_output or "drift:" in demo_output
+    assert re.search(r"batch_prediction \S+ scored [1-9][\d,]* customers for", demo_output)
     assert "demo finished" in demo_output
 
 

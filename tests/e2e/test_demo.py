@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import make_url
 
+from mlops_platform.config import PROJECT_ROOT
+from mlops_platform.data.generator import GeneratorConfig, write_csv
+from mlops_platform.dates import month_of
 from mlops_platform.mariadb_server import free_port
 
 
@@ -23,15 +30,68 @@ def test_the_short_demo_closes_the_level_1_loop(mariadb_server: str, tmp_path: P
         "MLOPS_DATA_DIR": str(tmp_path / "data"),
     }
     command = [sys.executable, "-m", "mlops_platform", "demo", "--size", "small"]
+    # What a user has afterwards: only the (default) data dir, none of the settings above.
+    after = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AIRFLOW"))},
+        "MLOPS_DATA_DIR": env["MLOPS_DATA_DIR"],
+    }
     try:
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-6000:]
+        status, load, ingest = (
+            run_beside_the_stack(arguments, after, tmp_path)
+            for arguments in (
+                ["-m", "mlops_platform", "model", "status"],
+                ["-m", "tests.load.run_load", "--users", "2", "--duration", "5"],
+                ["-m", "mlops_platform", "data", "ingest", str(new_month_csv(tmp_path))],
+            )
+        )
+        feature_runs = wait_for_asset_triggered_run(tmp_path / "data" / "demo" / "airflow")
     finally:
         subprocess.run(
             [sys.executable, "-m", "mlops_platform", "stack", "down"], env=env, timeout=120
         )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
     assert "serving credit_score v1" in output
     assert "serving credit_score v2 (was v1)" in output
     assert "performance:" in output or "drift:" in output
+    assert re.search(r"batch_prediction \S+ scored [1-9][\d,]* customers for", output), output
     assert "demo finished" in output
+    assert "champion" in status and "promote" in status
+    assert re.search(r"prediction_log grew by [1-9][\d,]* rows.*exact", load, re.S), load
+    assert "updated in Airflow: feature_pipeline starts" in ingest
+    assert "asset_triggered" in feature_runs
+
+
+def run_beside_the_stack(arguments: list[str], env: dict[str, str], tmp_path: Path) -> str:
+    """A README command run right after the demo, with no extra environment."""
+    finished = subprocess.run(
+        [sys.executable, *arguments], env=env, cwd=PROJECT_ROOT, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 0, f"{arguments}:\n{output[-4000:]}"
+    return output
+
+
+def new_month_csv(tmp_path: Path) -> Path:
+    """A few customers' features for this month, as a new file would bring them."""
+    start = month_of(datetime.now(UTC))
+    (path,) = write_csv(GeneratorConfig(customers=20, months=1, start=start), tmp_path / "new")
+    return path
+
+
+def wait_for_asset_triggered_run(airflow_home: Path, timeout: float = 180) -> set[str]:
+    """Run types of feature_pipeline's runs, once the ingest's asset event started one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sqlite3.connect(airflow_home / "airflow.db") as airflow_db:
+            run_types = {
+                run_type
+                for (run_type,) in airflow_db.execute(
+                    "SELECT run_type FROM dag_run WHERE dag_id = 'feature_pipeline'"
+                )
+            }
+        if "asset_triggered" in run_types or time.monotonic() > deadline:
+            return run_types
+        time.sleep(3)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from datetime import date
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import text
 
-from mlops_platform import db
+from mlops_platform import batch, db
+from mlops_platform.cli import main
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
 from tests.airflow_support import migrate, run_dag_test
 
@@ -62,7 +65,7 @@ def test_feature_pipeline_fails_without_announcing_a_bad_snapshot(
 
 
 def test_feature_pipeline_then_training_produces_a_champion_that_batch_scoring_uses(
-    airflow_home: Path, store_url: str, use_mlflow: str
+    airflow_home: Path, store_url: str, use_mlflow: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow import MlflowClient
 
@@ -109,6 +112,13 @@ def test_feature_pipeline_then_training_produces_a_champion_that_batch_scoring_u
             )
         ).one()
     assert scored == (800, 1, date(2025, 6, 1))
+
+    monkeypatch.setenv("FEATURE_STORE_URL", store_url)
+    get_settings.cache_clear()
+    by_hand = CliRunner().invoke(main, ["batch", "score", "--date", "2025-07-15"])
+    assert by_hand.exit_code == 0, by_hand.output
+    assert re.search(r"customers scored\s*│?\s*800\b", by_hand.output)
+    assert sum(batch.scored_classes("2025-07-15", store_url).values()) == 800
 
 
 def test_monitoring_skips_on_clean_traffic_and_triggers_retraining_on_drift(

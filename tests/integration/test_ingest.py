@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -16,9 +17,12 @@ from sqlalchemy import inspect, make_url, text
 
 from mlops_platform import db
 from mlops_platform.cli import main
+from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, write_csv
 from mlops_platform.data.ingest import ingest_csv
+from mlops_platform.mariadb_server import free_port
 from mlops_platform.schema import FEATURE_NAMES
+from tests.airflow_support import migrate, run_dag_test
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 KAGGLE = FIXTURES / "kaggle_dirty.csv"
@@ -242,7 +246,7 @@ def test_every_row_read_is_loaded_quarantined_or_superseded(use_store, tmp_path)
     again = frame.loc[untouched[::300][:6]].assign(monthly_balance="1234.5")
     pd.concat([frame, again]).to_csv(path, index=False)
 
-    output = CliRunner().invoke(main, ["data", "ingest", str(path)])
+    output = CliRunner().invoke(main, ["data", "ingest", "--no-announce", str(path)])
 
     assert output.exit_code == 0, output.output
     counts = {
@@ -294,3 +298,37 @@ def test_migration_008_redacts_quarantine_rows_stored_with_pii(mariadb_server, t
         assert "raw_row" not in columns
     finally:
         db.drop_database(url_text)
+
+
+def test_the_ingest_dag_loads_the_file_and_updates_the_feature_rows_asset(store_url, tmp_path):
+    home = tmp_path / "airflow"
+    migrate(home)
+    outcome = run_dag_test(
+        home, "ingest", {"FEATURE_STORE_URL": store_url}, conf={"path": str(KAGGLE)}
+    )
+    assert outcome["state"] == "success", outcome["log"]
+    assert table_counts(store_url)["customer_features_monthly"] == 24
+
+    with sqlite3.connect(home / "airflow.db") as airflow_db:
+        events = airflow_db.execute(
+            "SELECT asset.uri, asset_event.extra FROM asset_event"
+            " JOIN asset ON asset.id = asset_event.asset_id"
+        ).fetchall()
+    store = make_url(store_url)
+    uri = f"mysql://{store.host}:{store.port}/{store.database}/customer_features_monthly"
+    assert [(u, json.loads(extra)) for u, extra in events] == [
+        (uri, {"file": "kaggle_dirty.csv", "rows_read": 41, "rows_loaded": 24,
+               "rows_quarantined": 16, "rows_superseded": 1}),
+    ]  # fmt: skip
+
+
+def test_ingest_without_a_reachable_airflow_loads_and_says_airflow_was_not_told(
+    use_store, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AIRFLOW_ADMIN_PASSWORD", "unused")
+    get_settings.cache_clear()
+    output = CliRunner().invoke(main, ["data", "ingest", str(OURS)])
+    assert output.exit_code == 0, output.output
+    assert "Airflow was not told (ConnectError" in output.output
+    assert table_counts(use_store)["customer_features_monthly"] == 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ EXPECTED_TASKS = {
         "trigger_retraining", "record_trigger", "no_retraining",
     },
     "batch_prediction": {"score_customers"},
+    "ingest": {"ingest_file"},
 }  # fmt: skip
+FEATURE_ROWS_URI = "mysql://10.255.255.1:3306/mlops/customer_features_monthly"
+CLI_EQUIVALENT = re.compile(r"CLI equivalent: (.+?)(?:\.\s*$|\.\s)", re.S)
 
 # Runs in a child process so Airflow's configuration never leaks into the test process.
 INSPECT_DAGS = """
@@ -36,7 +40,12 @@ print(json.dumps({
         dag_id: {
             "tasks": sorted(dag.task_ids),
             "tags": sorted(dag.tags),
-            "doc": bool(dag.doc_md),
+            "doc": dag.doc_md or "",
+            "timetable": type(dag.timetable).__name__,
+            "schedule_assets": sorted(
+                asset.uri for asset in dag.timetable.asset_condition.objects
+            ) if getattr(dag.timetable, "asset_condition", None) else [],
+            "outlets": {t.task_id: [o.uri for o in t.outlets] for t in dag.tasks if t.outlets},
             "catchup": dag.catchup,
             "tasks_retries": {t.task_id: t.retries for t in dag.tasks},
             "owners": sorted({t.owner for t in dag.tasks}),
@@ -98,3 +107,31 @@ def test_dag_files_keep_heavy_imports_inside_tasks() -> None:
             if line.startswith(("import ", "from "))
         ]  # fmt: skip
         assert not [line for line in top_level if any(h in line for h in heavy)], path.name
+
+
+def test_ingest_updates_the_asset_that_starts_the_feature_pipeline(dagbag: dict) -> None:
+    dags = dagbag["dags"]
+    assert dags["ingest"]["outlets"] == {"ingest_file": [FEATURE_ROWS_URI]}
+    assert dags["feature_pipeline"]["schedule_assets"] == [FEATURE_ROWS_URI]
+    # @monthly by default: either trigger starts it.
+    assert dags["feature_pipeline"]["timetable"] == "AssetOrTimeSchedule"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_TASKS))
+def test_each_dag_names_cli_commands_that_exist(dagbag: dict, dag_id: str) -> None:
+    import click
+
+    from mlops_platform.cli import main
+
+    (commands,) = CLI_EQUIVALENT.findall(dagbag["dags"][dag_id]["doc"])
+    named_commands = re.findall(r"`mlops ([^`]+)`", commands)
+    assert named_commands, dag_id
+    for command in named_commands:
+        words = [w for w in re.split(r"\s+", command.split("&&")[0]) if w]
+        group: click.Command = main
+        while isinstance(group, click.Group) and words and not words[0].startswith("-"):
+            group = group.commands.get(words.pop(0))
+            assert group is not None, f"{dag_id}: `mlops {command}` is not a command"
+        options = {o for p in group.params for o in getattr(p, "opts", [])}
+        named = {w for w in words if w.startswith("--")}
+        assert named <= options, f"{dag_id}: `mlops {command}` uses unknown {named - options}"

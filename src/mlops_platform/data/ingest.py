@@ -94,6 +94,17 @@ class IngestResult:
             )
 
 
+def new_rows_announcement(result: IngestResult) -> dict[str, object]:
+    """What the asset event for an ingested file carries: its name and its counts."""
+    return {
+        "file": result.file_name,
+        "rows_read": result.rows_read,
+        "rows_loaded": result.rows_loaded,
+        "rows_quarantined": result.rows_quarantined,
+        "rows_superseded": result.rows_superseded,
+    }
+
+
 @dataclass(frozen=True)
 class CleanColumn:
     """One column's cleaned values (missing or bad → NA) and its problems, one per bad row."""

@@ -18,6 +18,7 @@ from mlops_platform import db, registry
 from mlops_platform.cli import main
 from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
+from mlops_platform.features import describe_build
 from mlops_platform.mariadb_server import free_port
 from mlops_platform.schema import (
     CATEGORICAL_FEATURES,
@@ -82,6 +83,14 @@ def test_first_training_logs_a_parent_run_with_nested_trials_and_becomes_champio
     assert tags["base_dt"] == BASE_DT and tags["trigger_reason"] == "manual"
     assert tags["features"].split(",") == list(FEATURE_NAMES)
     assert len(tags["snapshot_hash"]) == 64 and int(tags["snapshot_rows"]) > 1_000
+    # The build trained on, and the hash its rows had when built (lineage re-checks it).
+    build = describe_build(candidate.build_id)
+    assert tags["snapshot_build_id"] == str(build.build_id)
+    assert (tags["snapshot_hash"], int(tags["snapshot_rows"])) == (
+        build.content_hash,
+        build.row_count,
+    )
+    assert tags["airflow_dag_id"] == ""  # not run by Airflow (test_lineage covers that case)
     assert decision.promoted and decision.previous_champion is None
     assert (
         client.get_registered_model(registry.model_name()).aliases["champion"] == candidate.version

@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     estimate_settle_days: float = Field(
         72, gt=0, description="Age of a window when monitoring adds its realised accuracy."
     )
+    estimate_settle_days: float = Field(
+        72, gt=0, description="Age of a window when monitoring adds its realised accuracy."
+    )
     exporter_host: str = Field(
         "127.0.0.1", description="Interface the model-quality exporter for Prometheus binds to."
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -129,6 +129,18 @@ def _realised_confusion(
     return confusion
 
 
+def realised_stats(confusion: np.ndarray, labels_until: datetime) -> dict[str, Any]:
+    """The realised side of an estimate report: labels seen before `labels_until`."""
+    labelled = int(confusion.sum())
+    return {
+        "labels_until": labels_until.isoformat(),
+        "labelled": labelled,
+        "matching_rule": MATCHING_RULE,
+        "metrics": classification_summary(confusion) if labelled else None,
+        "counts": confusion.tolist(),
+    }
+
+
 @dataclass(frozen=True)
 class Estimate:
     """The estimated accuracy of one model version's predictions in a window, and the realised."""
@@ -195,7 +207,6 @@ def estimate_reference(
         rows = round(float(expected.sum()))
         metrics = classification_summary(expected)
         labelled = int(actual.sum())
-        realised = classification_summary(actual) if labelled else None
         decision, note = judge_estimate(rows, metrics[BASELINE_METRIC], baseline)
         stats = {
             "method": METHOD,
@@ -204,9 +215,7 @@ def estimate_reference(
             "expected_confusion": {"rows_actual_columns_predicted": list(CREDIT_SCORES),
                                    "counts": expected.tolist()},
             "baseline_test_macro_f1": baseline,
-            "realised": {"labels_until": until.isoformat(), "labelled": labelled,
-                         "matching_rule": MATCHING_RULE, "metrics": realised,
-                         "counts": actual.tolist()},
+            "realised": realised_stats(actual, until),
             "note": note,
         }  # fmt: skip
         report_id = reports.store_report(
@@ -214,7 +223,7 @@ def estimate_reference(
         )
     return Estimate(
         report_id, name, version, window, rows, temperature, metrics, baseline, decision,
-        note, until, labelled, realised,
+        note, until, labelled, stats["realised"]["metrics"],
     )  # fmt: skip
 
 
@@ -230,3 +239,40 @@ def estimate(
     """Estimate the champion's (or `model_version`'s) accuracy in the window; store the report."""
     window = resolve_window(start, end, now)  # bad input fails before MLflow is asked
     return estimate_reference(load_reference(model_version), window, url, labels_until=labels_until)
+
+
+def settle(window: Window, labels_until: datetime, url: str | None = None) -> list[int]:
+    """Record the realised accuracy, from labels seen before `labels_until`, on the
+    estimate reports of exactly this window; their ids."""
+    from mlops_platform import registry
+
+    settled = []
+    with db.transaction(url) as connection:
+        for stored in reports.window_reports(connection, "estimate", registry.model_name(), window):
+            actual = _realised_confusion(
+                connection, stored.model_name, stored.model_version, window, labels_until
+            )
+            stats = {**stored.stats, "realised": realised_stats(actual, labels_until)}
+            settled.append(
+                reports.store_report(
+                    connection, "estimate", stored.model_name, stored.model_version, window,
+                    stored.row_count, stats, None, stored.decision,
+                )
+            )  # fmt: skip
+    return settled
+
+
+def check(
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    model_version: str | None = None,
+    url: str | None = None,
+    *,
+    labels_until: datetime | str | None = None,
+) -> tuple[Estimate, list[int]]:
+    """Estimate the window (as `estimate`) and settle the one ESTIMATE_SETTLE_DAYS earlier
+    with the labels seen by the window's end; (the estimate, the settled report ids)."""
+    current = estimate(start, end, model_version, url, labels_until=labels_until)
+    back = timedelta(days=get_settings().estimate_settle_days)
+    earlier = Window(current.window.start - back, current.window.end - back)
+    return current, settle(earlier, current.window.end, url)

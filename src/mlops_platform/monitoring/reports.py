@@ -73,6 +73,27 @@ def store_report(
     return int(result.lastrowid)
 
 
+REPORT_COLUMNS = (
+    "report_id, kind, model_name, model_version, window_start, window_end,"
+    " row_count, stats, drift_share, decision, triggered_run"
+)
+
+
+def _stored(row: Any) -> StoredReport:
+    return StoredReport(
+        report_id=row.report_id,
+        kind=row.kind,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        window=Window(row.window_start, row.window_end),
+        row_count=row.row_count,
+        stats=json.loads(row.stats),
+        drift_share=row.drift_share,
+        decision=row.decision,
+        triggered_run=row.triggered_run,
+    )
+
+
 def load_reports(report_ids: Sequence[int], url: str | None = None) -> dict[int, StoredReport]:
     """The stored reports with these ids, by id; an unknown id fails."""
     wanted = sorted(set(report_ids))
@@ -81,31 +102,32 @@ def load_reports(report_ids: Sequence[int], url: str | None = None) -> dict[int,
     with db.transaction(url) as connection:
         rows = connection.execute(
             text(
-                "SELECT report_id, kind, model_name, model_version, window_start, window_end,"
-                " row_count, stats, drift_share, decision, triggered_run FROM drift_reports"
+                f"SELECT {REPORT_COLUMNS} FROM drift_reports"  # noqa: S608 - a constant
                 " WHERE report_id IN :report_ids"
             ).bindparams(bindparam("report_ids", expanding=True)),
             {"report_ids": wanted},
         ).all()
-    found = {
-        row.report_id: StoredReport(
-            report_id=row.report_id,
-            kind=row.kind,
-            model_name=row.model_name,
-            model_version=row.model_version,
-            window=Window(row.window_start, row.window_end),
-            row_count=row.row_count,
-            stats=json.loads(row.stats),
-            drift_share=row.drift_share,
-            decision=row.decision,
-            triggered_run=row.triggered_run,
-        )
-        for row in rows
-    }
+    found = {row.report_id: _stored(row) for row in rows}
     missing = sorted(set(wanted) - found.keys())
     if missing:
         raise NotFound(f"there is no report {', '.join(map(str, missing))} in drift_reports")
     return found
+
+
+def window_reports(
+    connection: Connection, kind: ReportKind, model_name: str, window: Window
+) -> list[StoredReport]:
+    """The reports of this kind on exactly this window, one per model version."""
+    rows = connection.execute(
+        text(
+            f"SELECT {REPORT_COLUMNS} FROM drift_reports WHERE kind = :kind"  # noqa: S608
+            " AND model_name = :model_name AND window_start = :window_start"
+            " AND window_end = :window_end ORDER BY report_id"
+        ),
+        {"kind": kind, "model_name": model_name,
+         "window_start": window.start, "window_end": window.end},
+    ).all()  # fmt: skip
+    return [_stored(row) for row in rows]
 
 
 def consecutive_drift(

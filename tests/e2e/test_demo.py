@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -11,12 +12,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from sqlalchemy import make_url
 
 from mlops_platform.config import PROJECT_ROOT
 from mlops_platform.data.generator import GeneratorConfig, write_csv
 from mlops_platform.dates import month_of
 from mlops_platform.mariadb_server import free_port
+from serving.schemas import EXAMPLE_RECORD
 
 
 def test_the_short_demo_closes_the_level_1_loop(mariadb_server: str, tmp_path: Path) -> None:
@@ -48,6 +51,7 @@ def test_the_short_demo_closes_the_level_1_loop(mariadb_server: str, tmp_path: P
             )
         )
         feature_runs = wait_for_asset_triggered_run(tmp_path / "data" / "demo" / "airflow")
+        lineage = trace_one_prediction(f"http://127.0.0.1:{ports['SERVING_PORT']}", after)
     finally:
         subprocess.run(
             [sys.executable, "-m", "mlops_platform", "stack", "down"], env=env, timeout=120
@@ -61,6 +65,11 @@ def test_the_short_demo_closes_the_level_1_loop(mariadb_server: str, tmp_path: P
     assert re.search(r"prediction_log grew by [1-9][\d,]* rows.*exact", load, re.S), load
     assert "updated in Airflow: feature_pipeline starts" in ingest
     assert "asset_triggered" in feature_runs
+    (served,) = lineage["scored_by"]
+    assert served["role"] == "champion" and served["git_commit"], served
+    assert served["snapshot"]["resolvable"], served["snapshot"]
+    assert served["training_dag_run"]["run_id"], served
+    assert any(decision["action"] == "promote" for decision in served["deployments"]), served
 
 
 def run_beside_the_stack(arguments: list[str], env: dict[str, str], tmp_path: Path) -> str:
@@ -72,6 +81,21 @@ def run_beside_the_stack(arguments: list[str], env: dict[str, str], tmp_path: Pa
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, f"{arguments}:\n{output[-4000:]}"
     return output
+
+
+def trace_one_prediction(service_url: str, env: dict[str, str], timeout: float = 30) -> dict:
+    """`mlops lineage --json` of a prediction made now, once the service has logged it."""
+    answer = httpx.post(f"{service_url}/predict", json=EXAMPLE_RECORD, timeout=30)
+    answer.raise_for_status()
+    request_id = answer.json()["request_id"]
+    command = [sys.executable, "-m", "mlops_platform", "lineage", request_id, "--json"]
+    deadline = time.monotonic() + timeout
+    while True:  # the log writer inserts in the background, within a second or so
+        traced = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        if traced.returncode == 0 or time.monotonic() > deadline:
+            assert traced.returncode == 0, traced.stdout + traced.stderr
+            return json.loads(traced.stdout)
+        time.sleep(2)
 
 
 def new_month_csv(tmp_path: Path) -> Path:

@@ -2,13 +2,16 @@
 ### Monitoring
 
 Every hour: data drift of the champion's live traffic against its training profile
-(PSI and chi-square, counted inside MariaDB) and live accuracy from late labels, each
-stored as a report; then one decision on those reports, passed by id. `retrain` triggers
-`continuous_training` with `reason=drift|performance` and the report id; otherwise the
-retraining branch is skipped.
+(PSI and chi-square, counted inside MariaDB), live accuracy from late labels, and the
+label-free accuracy estimate (it also adds the realised accuracy to the estimate of the
+window ESTIMATE_SETTLE_DAYS back), each stored as a report. Then one decision on the drift
+and live-accuracy reports, passed by id: `retrain` triggers `continuous_training` with
+`reason=drift|performance` and the report id; otherwise the retraining branch is skipped.
+The estimate feeds gauges and alerts, not the decision: covariate drift already triggers
+retraining, and concept drift is invisible to it.
 
 All windows end at the run's logical date, so a re-run judges the same window.
-CLI equivalent: `mlops drift check`, `mlops monitor performance`,
+CLI equivalent: `mlops drift check`, `mlops monitor performance`, `mlops monitor estimate`,
 `mlops monitor decide DRIFT_REPORT PERFORMANCE_REPORTS…`.
 """
 
@@ -18,8 +21,9 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
+from mlops_platform.alerting.notify import RetrainTriggerNotifier
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DAG_DEFAULTS, TRAINING_DAG_ID, run_moment, schedule_of
+from mlops_platform.orchestration import TRAINING_DAG_ID, dag_defaults, run_moment, schedule_of
 
 
 @dag(
@@ -28,7 +32,7 @@ from mlops_platform.orchestration import DAG_DEFAULTS, TRAINING_DAG_ID, run_mome
     render_template_as_native_obj=True,
     tags=["mlops", "monitoring"],
     doc_md=__doc__,
-    **DAG_DEFAULTS,
+    **dag_defaults(),
 )
 def monitoring():
     @task
@@ -42,6 +46,12 @@ def monitoring():
         from mlops_platform.monitoring.performance import performance
 
         return performance(end=run_moment(context)).report_ids
+
+    @task
+    def estimate_check(**context) -> int:
+        from mlops_platform.monitoring.estimate import check
+
+        return check(end=run_moment(context))[0].report_id
 
     @task.branch
     def decide(drift_report_id: int, performance_report_ids: list[int], **context) -> str:
@@ -63,7 +73,7 @@ def monitoring():
         skip_when_already_exists=True,
     )
 
-    @task
+    @task(on_success_callback=RetrainTriggerNotifier(decide_task_id="decide"))
     def record_trigger(**context) -> None:
         from mlops_platform.monitoring.reports import record_trigger
 
@@ -71,6 +81,7 @@ def monitoring():
         record_trigger(conf["report_id"], f"retrain__{context['run_id']}")
 
     decision = decide(drift_check(), performance_check())
+    estimate_check()
     decision >> trigger_retraining >> record_trigger()
     decision >> EmptyOperator(task_id="no_retraining")
 

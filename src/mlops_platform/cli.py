@@ -628,6 +628,29 @@ def monitor_performance(start, end, model_version: str | None) -> None:
     console.print(cli_tables.performance_table(report))
 
 
+@monitor.command("estimate")
+@window_start
+@window_end
+@click.option("--model-version", help="Version to estimate (default: the champion).")
+@click.option(
+    "--labels-until",
+    type=MOMENT,
+    help="The realised side counts labels seen before this (default: the window's end).",
+)
+def monitor_estimate(start, end, model_version: str | None, labels_until) -> None:
+    """Accuracy and macro-F1 estimated without labels (CBPE), beside the realised ones.
+
+    Also adds the realised accuracy to the estimate of the window ESTIMATE_SETTLE_DAYS back.
+    """
+    from mlops_platform.monitoring.estimate import check
+    from mlops_platform.monitoring.reports import load_reports
+
+    current, settled = check(start, end, model_version, labels_until=labels_until)
+    ids = [current.report_id, *settled]
+    stored = load_reports(ids)
+    console.print(cli_tables.estimate_table([stored[i] for i in ids]))
+
+
 @monitor.command("decide")
 @click.argument("drift_report", type=click.IntRange(min=1))
 @click.argument("performance_reports", nargs=-1, type=click.IntRange(min=1))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mlops_platform.monitoring.decision import Decision
     from mlops_platform.monitoring.drift import DriftReport
     from mlops_platform.monitoring.performance import PerformanceReport
+    from mlops_platform.monitoring.reports import StoredReport
     from mlops_platform.registry import Deployment, GateDecision, ModelStatus
 
 STATUS_COLOURS = {"ok": "green", "warn": "yellow", "drift": "red"}
@@ -161,6 +162,39 @@ def performance_table(report: PerformanceReport) -> Table:
             *(f"{metrics[f'recall_{s}']:.4f}" if version.labelled else "—" for s in CREDIT_SCORES),
             version.decision,
             str(version.report_id),
+        )
+    return table
+
+
+def estimate_table(estimates: Sequence[StoredReport]) -> Table:
+    """Per window and version: estimated and realised accuracy and macro-F1 side by side."""
+    table = Table(
+        title="Accuracy estimated from calibrated probabilities (CBPE), and realised",
+        caption="realised: the same predictions' labels, once they landed; concept drift"
+        " shows only there",
+        title_justify="left",
+    )
+    columns = ("window", "version", "predictions", "accuracy est.", "accuracy realised",
+               "macro-F1 est.", "macro-F1 realised", "test macro-F1", "labelled",
+               "decision", "report")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("window", "decision") else "right")
+    for report in estimates:
+        estimated, realised = report.stats["metrics"], report.stats["realised"]
+        actual = realised["metrics"] or {}
+        baseline = report.stats["baseline_test_macro_f1"]
+        table.add_row(
+            report.window.label(),
+            report.model_version,
+            f"{report.row_count:,}",
+            f"{estimated['accuracy']:.4f}",
+            f"{actual['accuracy']:.4f}" if actual else "—",
+            f"{estimated['macro_f1']:.4f}",
+            f"{actual['macro_f1']:.4f}" if actual else "—",
+            "—" if baseline is None else f"{baseline:.4f}",
+            f"{realised['labelled']:,}",
+            report.decision,
+            str(report.report_id),
         )
     return table
 

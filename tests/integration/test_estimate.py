@@ -51,11 +51,11 @@ def window_of(month: date) -> Window:
     return Window(start, start + DAY)
 
 
-def log_month(url: str, model, month: date, scenario: str, **options) -> None:
-    """The month's simulated traffic, predicted by version 1, logged from its window's start."""
+def log_month(url: str, model, month: date, scenario: str, model_version: str = "1") -> None:
+    """The month's simulated traffic, predicted by the model, logged from its window's start."""
     traffic.simulate(
         CUSTOMERS, month, scenario, target="log", start=START, drift_from=DRIFT_FROM,
-        model=model, model_version="1", at=window_of(month).start, url=url, **options,
+        model=model, model_version=model_version, at=window_of(month).start, url=url,
     )  # fmt: skip
 
 
@@ -179,3 +179,49 @@ def test_the_migration_adds_the_estimate_kind(store_url: str) -> None:
             )
         ).scalar_one()
     assert "'estimate'" in column
+
+
+def test_the_cli_estimates_a_window_and_settles_the_one_whose_labels_landed(
+    use_store: str, trained, use_mlflow: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from mlops_platform import cli
+    from tests.integration.test_monitoring import registered
+
+    model, reference = trained
+    reference = registered(model, reference)  # in MLflow, as training leaves it
+    early, current = window_of(MONTHS[0]), window_of(MONTHS[-1])
+    monkeypatch.setenv("ESTIMATE_SETTLE_DAYS", str((current.end - early.end).days))
+    get_settings.cache_clear()
+    log_month(use_store, model, MONTHS[0], "covariate", model_version=reference.model_version)
+    first = estimate.estimate_reference(reference, early, use_store)
+    traffic.deliver_labels(
+        CUSTOMERS, MONTHS[0], "covariate", start=START, drift_from=DRIFT_FROM, url=use_store
+    )
+    log_month(use_store, model, MONTHS[-1], "covariate", model_version=reference.model_version)
+
+    monkeypatch.setattr(cli.console, "width", 250)  # one table row a line
+    result = CliRunner().invoke(
+        cli.main,
+        ["monitor", "estimate", "--start", current.start.isoformat(),
+         "--end", current.end.isoformat(), "--model-version", reference.model_version],
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    with db.get_engine(use_store).connect() as connection:
+        stored = connection.execute(
+            text(
+                "SELECT report_id, window_end, JSON_VALUE(stats, '$.realised.labelled')"
+                " FROM drift_reports WHERE kind = 'estimate' ORDER BY window_end"
+            )
+        ).all()
+    (early_id, _, early_labelled), (current_id, end, current_labelled) = stored
+    assert early_id == first.report_id and int(early_labelled) == CUSTOMERS
+    assert end == current.end and int(current_labelled) == 0
+    settled = reports.load_reports([early_id], use_store)[early_id].stats["realised"]
+    assert settled["labels_until"] == current.end.isoformat()
+    # Both windows in the table, the settled one with its realised accuracy beside the estimate.
+    rows = [line for line in result.output.splitlines() if "UTC" in line]
+    assert len(rows) == 2 and str(current_id) in rows[0] and str(early_id) in rows[1]
+    assert f"{settled['metrics']['accuracy']:.4f}" in rows[1] and "1,500" in rows[1]

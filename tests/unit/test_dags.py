@@ -17,7 +17,7 @@ EXPECTED_TASKS = {
     "feature_pipeline": {"build_snapshot", "validate_snapshot"},
     "continuous_training": {"validate_snapshot", "train", "champion_gate", "publish_decision"},
     "monitoring": {
-        "drift_check", "performance_check", "decide",
+        "drift_check", "performance_check", "estimate_check", "decide",
         "trigger_retraining", "record_trigger", "no_retraining",
     },
     "batch_prediction": {"score_customers"},

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         "credit-score-monitoring",
         description="MLflow experiment of the monitoring runs (one per model version).",
     )
+    mlflow_monitoring_experiment: str = Field(
+        "credit-score-monitoring",
+        description="MLflow experiment of the monitoring runs (one per model version).",
+    )
     model_name: str = Field("credit_score", description="Registered model name in MLflow.")
     train_trials: int = Field(6, ge=1, description="Hyperparameter trials per training run.")
     train_time_budget_s: float = Field(

@@ -98,6 +98,23 @@ def transaction(url: str | URL | None = None) -> Iterator[Connection]:
         yield connection
 
 
+@contextmanager
+def named_lock(name: str, timeout_s: float, url: str | URL | None = None) -> Iterator[bool]:
+    """Hold MariaDB's named lock `name` (at most 64 characters) while the block runs.
+
+    Yields whether it was acquired within `timeout_s`; the caller decides what a miss means.
+    """
+    with get_engine(url).connect() as connection:
+        acquired = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"), {"name": name[:64], "timeout": timeout_s}
+        ).scalar()
+        try:
+            yield acquired == 1
+        finally:
+            if acquired == 1:
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name[:64]})
+
+
 def split_statements(sql: str) -> list[str]:
     """Split a migration file into statements; `;` ends a statement only at a line end."""
     without_comments = "\n".join(

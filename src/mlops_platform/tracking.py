@@ -6,9 +6,12 @@ so they all run the same server. mlflow is imported inside functions: it takes s
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from mlops_platform import db
 from mlops_platform.config import Settings, get_settings
@@ -19,6 +22,14 @@ BACKEND_DATABASE = "mlflow"
 SERVER_WORKERS = 1
 # Job execution starts extra job-runner processes (~1.4 GB) for GenAI features we do not use.
 SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# MLflow 3.17's UI opens an experiment without this tag in its GenAI view (traces, no Models).
+CLASSIC_VIEW = {"mlflow.experimentKind": "custom_model_development"}
+# A runs-page view saved as an experiment tag opens by `runs_view_link` (the UI's own
+# "share view"). The runs table starts with these columns and no setting adds metrics.
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+DEFAULT_ATTRIBUTE_COLUMNS = ("Source", "Models", "Dataset")
+TEST_METRICS_VIEW = "test-metrics"
+TEST_METRIC_COLUMNS = ("test_accuracy", "test_macro_f1")
 
 
 def backend_store_uri(settings: Settings | None = None) -> str:
@@ -101,4 +112,51 @@ def configure(settings: Settings | None = None) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     # The registry follows the tracking URI (MLflow's default), so one setting moves both.
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_experiment(settings.mlflow_experiment)
+    views = {TEST_METRICS_VIEW: table_view(TEST_METRIC_COLUMNS)}
+    mlflow.set_experiment(experiment_id=ensure_experiment(settings.mlflow_experiment, views))
+
+
+def ensure_experiment(name: str, views: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The experiment's id, created if missing, tagged to open in MLflow's classic ML view.
+
+    `views` (name → runs-page state) are saved as shared views; `runs_view_link` opens one.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    tags = dict(CLASSIC_VIEW) | {
+        f"{SHARED_VIEW_TAG}{view}": json.dumps(state, sort_keys=True)
+        for view, state in (views or {}).items()
+    }
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags=tags)
+        except MlflowException as error:  # another process created it first
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
+    for key, value in tags.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+def table_view(metrics: Sequence[str]) -> dict[str, Any]:
+    """A runs-page state whose table shows the default columns, then `metrics`.
+
+    Column keys are the UI's `type.`name`` form.
+    """
+    return {
+        "selectedColumns": [
+            *(f"attributes.`{name}`" for name in DEFAULT_ATTRIBUTE_COLUMNS),
+            *(f"metrics.`{name}`" for name in metrics),
+        ]
+    }
+
+
+def runs_view_link(experiment_id: str, view: str, settings: Settings | None = None) -> str:
+    """The UI address of the experiment's runs page in a view saved by `ensure_experiment`."""
+    base = (settings or get_settings()).mlflow_tracking_uri.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={view}"

@@ -217,8 +217,9 @@ def test_the_champion_reference_comes_from_mlflow_and_the_report_is_logged_besid
     assert (report.rows, report.decision) == (CUSTOMERS, "ok")
     assert again.mlflow_run_id == report.mlflow_run_id
     monitoring_run = MlflowClient().get_run(report.mlflow_run_id)
-    assert monitoring_run.info.experiment_id == run.info.experiment_id
-    assert monitoring_run.data.tags["champion_run_id"] == run.info.run_id
-    assert monitoring_run.data.metrics["rows"] == CUSTOMERS
-    artifacts = [a.path for a in MlflowClient().list_artifacts(report.mlflow_run_id)]
-    assert artifacts == [report.html_path.name]
+    assert monitoring_run.info.experiment_id != run.info.experiment_id  # not among training's
+    assert monitoring_run.data.tags["model_version"] == version
+    assert monitoring_run.data.metrics["volume/rows"] == CUSTOMERS
+    [window] = MlflowClient().list_artifacts(report.mlflow_run_id, "windows")
+    artifacts = [a.path for a in MlflowClient().list_artifacts(report.mlflow_run_id, window.path)]
+    assert artifacts == [f"{window.path}/{report.html_path.name}"]

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from sqlalchemy import text
 
-from mlops_platform import db, traffic
+from mlops_platform import db, registry, traffic
 from mlops_platform.config import get_settings
 from mlops_platform.errors import NotFound
 from mlops_platform.monitoring import drift, performance, reports
 from mlops_platform.monitoring.decision import Decision, decide
-from mlops_platform.monitoring.reference import Reference
+from mlops_platform.monitoring.reference import REFERENCE_PROFILE, Reference
 from mlops_platform.monitoring.windows import Window
-from mlops_platform.schema import CREDIT_SCORES
+from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES
 from tests.integration.test_drift import (
     CUSTOMERS,
+    DAY,
     FULL_DRIFT_FROM,
     LOGGED_AT,
     MONTH,
@@ -209,3 +214,94 @@ def test_the_decision_reads_the_stored_reports_and_computes_nothing_again(
     assert decision.drift_report_id == drift_report.report_id
     with pytest.raises(NotFound, match="no report 999999"):
         decide(999_999, (), store_url)
+
+
+def registered(model, reference: Reference) -> Reference:
+    """The reference as training leaves it in MLflow: a run with profile and metrics, a version."""
+    with mlflow.start_run() as run:
+        mlflow.log_dict(dict(reference.profile), REFERENCE_PROFILE)
+        mlflow.log_metrics({f"test_{k}": v for k, v in reference.test_metrics.items()})
+        info = model.log_to_mlflow(traffic.traffic_month(50, MONTH).features[list(FEATURE_NAMES)])
+    version = registry.register(info.model_uri, run.info.run_id, {})
+    return replace(
+        reference, model_name=registry.model_name(), model_version=version,
+        run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+    )  # fmt: skip
+
+
+def step_of(window: Window) -> int:
+    return int(window.end.replace(tzinfo=UTC).timestamp())
+
+
+def test_each_window_is_a_point_in_time_of_the_versions_monitoring_run(
+    store_url: str, trained, use_mlflow: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_MONITORING_EXPERIMENT", f"monitoring_{uuid.uuid4().hex[:8]}")
+    get_settings.cache_clear()
+    model, reference = trained
+    reference = registered(model, reference)
+    client = MlflowClient()
+    days = [Window(LOGGED_AT + DAY * i, LOGGED_AT + DAY * (i + 1)) for i in range(3)]
+    for window, scenario in zip(days, ["none", "covariate", "none"], strict=True):
+        log_traffic(store_url, model, window.start, scenario, model_version="1")
+    # A label-free estimate stored for the drifted window is logged with its numbers.
+    with db.transaction(store_url) as connection:
+        reports.store_report(
+            connection, "estimate", reference.model_name, "1", days[1], CUSTOMERS,
+            {"metrics": {"accuracy": 0.61, "macro_f1": 0.55}}, None, "ok",
+        )  # fmt: skip
+
+    checked = [drift.check_reference(reference, window, store_url) for window in days]
+    again = drift.check_reference(reference, days[1], store_url)  # a re-run: same numbers
+    deliver(store_url)
+    live = performance.performance(LABEL_WINDOW.start, LABEL_WINDOW.end, store_url).version("1")
+
+    assert [r.decision for r in checked] == ["ok", "drift", "ok"]
+    run_id = checked[0].mlflow_run_id
+    assert {r.mlflow_run_id for r in (*checked, again)} == {run_id}
+    run = client.get_run(run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == get_settings().mlflow_monitoring_experiment
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert run.info.run_name == "monitoring v1"
+    # Drift runs no longer share the training experiment.
+    assert [r.info.run_id for r in client.search_runs([reference.experiment_id])] == [
+        reference.run_id
+    ]
+
+    def history(key: str, run: str = run_id) -> dict[int, float]:
+        points = client.get_metric_history(run, key)
+        assert all(p.timestamp == p.step * 1_000 for p in points), key
+        return {p.step: p.value for p in points}
+
+    steps = [step_of(window) for window in days]
+    share = history("drift/share")
+    assert list(share) == steps  # one point per window: the re-run added none
+    assert share[steps[1]] > max(share[steps[0]], share[steps[2]])  # drift, then recovery
+    assert share[steps[1]] == checked[1].verdict.drift_share
+    assert history("volume/rows") == dict.fromkeys(steps, CUSTOMERS)
+    assert history("psi/delay_from_due_date")[steps[1]] > get_settings().drift_psi_alert
+    for step in steps:
+        mix = [history(f"prediction_share/{score}")[step] for score in CREDIT_SCORES]
+        assert sum(mix) == pytest.approx(1.0)
+    assert history("estimated/accuracy") == {steps[1]: 0.61}
+    assert history("live/macro_f1") == {step_of(LABEL_WINDOW): live.metrics["macro_f1"]}
+    assert history("live/labelled") == {step_of(LABEL_WINDOW): live.labelled}
+    artifacts = client.list_artifacts(run_id, "windows")
+    assert len(artifacts) == 3
+
+    # More rows arrive late in the first window: its re-run replaces its points.
+    log_traffic(store_url, model, days[0].start, model_version="1", count=100)
+    rerun = drift.check_reference(reference, days[0], store_url)
+    assert rerun.mlflow_run_id != run_id
+    assert client.get_run(run_id).info.lifecycle_stage == "deleted"
+    assert history("volume/rows", rerun.mlflow_run_id) == {
+        steps[0]: CUSTOMERS + 100,
+        steps[1]: CUSTOMERS,
+        steps[2]: CUSTOMERS,
+    }
+    assert list(history("drift/share", rerun.mlflow_run_id)) == steps
+    assert history("live/macro_f1", rerun.mlflow_run_id) == {
+        step_of(LABEL_WINDOW): live.metrics["macro_f1"]
+    }
+    assert len(client.list_artifacts(rerun.mlflow_run_id, "windows")) == 3

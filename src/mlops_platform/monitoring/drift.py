@@ -339,7 +339,8 @@ def check(
 def check_reference(reference: Reference, window: Window, url: str | None = None) -> DriftReport:
     """Check one window against a reference, store the report, write and log its HTML.
 
-    A reference without an MLflow run (tests, offline use) logs nothing to MLflow.
+    A reference without an MLflow run (tests, offline use) logs nothing to MLflow; else
+    the window's numbers join the version's monitoring run (`runs`).
     """
     specs = bucket_specs(reference.profile)
     rows, counts = count_window(specs, reference.model_name, reference.model_version, window, url)
@@ -373,5 +374,8 @@ def check_reference(reference: Reference, window: Window, url: str | None = None
         features, prediction, verdict, consecutive, alarm,
     )  # fmt: skip
     html_path = html_report.write_html(report, reference)
-    run_id = runs.log_drift_report(report, reference, html_path) if reference.run_id else None
+    run_id = None
+    if reference.run_id:
+        logged = runs.log_reports([report_id], url, [html_path])
+        run_id = logged[reference.model_version]
     return replace(report, html_path=html_path, mlflow_run_id=run_id)

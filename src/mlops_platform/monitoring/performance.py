@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
-from mlops_platform.monitoring import reports
+from mlops_platform.monitoring import reports, runs
 from mlops_platform.monitoring.reference import mlflow_client
 from mlops_platform.monitoring.windows import Window, resolve_window
 from mlops_platform.schema import CREDIT_SCORES
@@ -185,7 +185,8 @@ def performance(
 ) -> PerformanceReport:
     """Live accuracy of every version (or `model_version`) from the labels of the window.
 
-    `baselines` (version → test macro-F1) skips the MLflow look-up for those versions.
+    The reports join the versions' monitoring runs in MLflow. `baselines` (version → test
+    macro-F1) skips the look-up for those versions; given at all, nothing is logged.
     """
     from mlops_platform import registry
 
@@ -243,4 +244,7 @@ def performance(
                     report_id=report_id,
                 )
             )
-    return PerformanceReport(name, window, tuple(results))
+    report = PerformanceReport(name, window, tuple(results))
+    if baselines is None:
+        runs.log_reports(report.report_ids, url)
+    return report

@@ -11,7 +11,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import DAG_DEFAULTS, run_moment, schedule_of
+from mlops_platform.orchestration import dag_defaults, run_moment, schedule_of
 
 
 @dag(
@@ -19,7 +19,7 @@ from mlops_platform.orchestration import DAG_DEFAULTS, run_moment, schedule_of
     schedule=schedule_of(get_settings().batch_prediction_schedule),
     tags=["mlops", "serving"],
     doc_md=__doc__,
-    **DAG_DEFAULTS,
+    **dag_defaults(),
 )
 def batch_prediction():
     @task

@@ -19,12 +19,13 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
+from mlops_platform.alerting.notify import GateDecisionNotifier
 from mlops_platform.orchestration import (
-    DAG_DEFAULTS,
     REBUILD_REASONS,
     TRAINING_DAG_ID,
     TRIGGER_REASONS,
     champion_asset_uri,
+    dag_defaults,
     run_moment,
     snapshot_asset_uri,
 )
@@ -44,7 +45,7 @@ CHAMPION = Asset(uri=champion_asset_uri())
     },
     tags=["mlops", "training"],
     doc_md=__doc__,
-    **DAG_DEFAULTS,
+    **dag_defaults(),
 )
 def continuous_training():
     @task
@@ -75,7 +76,7 @@ def continuous_training():
         )
         return asdict(candidate)
 
-    @task
+    @task(on_success_callback=GateDecisionNotifier())
     def champion_gate(candidate: dict) -> dict:
         from mlops_platform.training import Candidate, gate_candidate
 

@@ -18,8 +18,8 @@ from airflow.sdk import Asset, dag, task
 from mlops_platform.config import get_settings
 from mlops_platform.dates import month_of
 from mlops_platform.orchestration import (
-    DAG_DEFAULTS,
     announced_reason,
+    dag_defaults,
     features_asset_uri,
     run_moment,
     schedule_or_assets,
@@ -36,7 +36,7 @@ TRAINING_SNAPSHOT = Asset(uri=snapshot_asset_uri())
     schedule=schedule_or_assets(get_settings().feature_pipeline_schedule, [FEATURE_ROWS]),
     tags=["mlops", "features"],
     doc_md=__doc__,
-    **DAG_DEFAULTS,
+    **dag_defaults(),
 )
 def feature_pipeline():
     @task

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, Param, dag, task
 
-from mlops_platform.orchestration import DAG_DEFAULTS, features_asset_uri
+from mlops_platform.orchestration import dag_defaults, features_asset_uri
 
 # Assets are named by their URI: to Airflow one name must always mean one URI.
 FEATURE_ROWS = Asset(uri=features_asset_uri())
@@ -29,7 +29,7 @@ FEATURE_ROWS = Asset(uri=features_asset_uri())
     },
     tags=["mlops", "data"],
     doc_md=__doc__,
-    **DAG_DEFAULTS,
+    **dag_defaults(),
 )
 def ingest():
     @task(outlets=[FEATURE_ROWS])

@@ -86,10 +86,6 @@ class Settings(BaseSettings):
         "credit-score-monitoring",
         description="MLflow experiment of the monitoring runs (one per model version).",
     )
-    mlflow_monitoring_experiment: str = Field(
-        "credit-score-monitoring",
-        description="MLflow experiment of the monitoring runs (one per model version).",
-    )
     model_name: str = Field("credit_score", description="Registered model name in MLflow.")
     train_trials: int = Field(6, ge=1, description="Hyperparameter trials per training run.")
     train_time_budget_s: float = Field(
@@ -199,9 +195,6 @@ class Settings(BaseSettings):
     estimate_settle_days: float = Field(
         72, gt=0, description="Age of a window when monitoring adds its realised accuracy."
     )
-    estimate_settle_days: float = Field(
-        72, gt=0, description="Age of a window when monitoring adds its realised accuracy."
-    )
     exporter_host: str = Field(
         "127.0.0.1", description="Interface the model-quality exporter for Prometheus binds to."
     )
@@ -211,6 +204,21 @@ class Settings(BaseSettings):
     )
     monitoring_stale_after_hours: float = Field(
         3, gt=0, description="Age of the newest monitoring report at which alerts call it stale."
+    )
+    smtp_host: str = Field(
+        "127.0.0.1", description="SMTP server that notification e-mails go through."
+    )
+    smtp_port: int = Field(25, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_from: str = Field("mlops@localhost", description="Sender address of notification e-mails.")
+    smtp_to: str = Field(
+        "", description="Comma-separated notification recipients; empty turns notifications off."
+    )
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_ssl: bool = Field(False, description="Connect with implicit TLS (SMTPS, usually 465).")
+    smtp_user: str | None = Field(None, description="SMTP login; empty: no authentication.")
+    smtp_password: str | None = Field(None, description="Password of SMTP_USER.")
+    smtp_timeout_s: float = Field(
+        10, gt=0, description="Longest one SMTP conversation may take before the mail is dropped."
     )
     feature_pipeline_schedule: str = Field(
         "@monthly", description="When Airflow builds and validates the next snapshot."
@@ -250,6 +258,17 @@ class Settings(BaseSettings):
     @property
     def service_url(self) -> str:
         return self.serving_url or f"http://{self.serving_host}:{self.serving_port}"
+
+    @property
+    def notification_recipients(self) -> list[str]:
+        return [address.strip() for address in self.smtp_to.split(",") if address.strip()]
+
+    @model_validator(mode="after")
+    def one_tls_mode(self) -> Settings:
+        """Implicit TLS and STARTTLS exclude each other."""
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("set SMTP_SSL or SMTP_STARTTLS, not both")
+        return self
 
     @model_validator(mode="after")
     def refuse_placeholders(self) -> Settings:

@@ -33,13 +33,17 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-# Every DAG: no back-filling of missed intervals, one run at a time, the defaults above.
-DAG_DEFAULTS: dict[str, Any] = {
-    "start_date": datetime(2025, 1, 1, tzinfo=UTC),
-    "catchup": False,
-    "max_active_runs": 1,
-    "default_args": DEFAULT_ARGS,
-}
+def dag_defaults() -> dict[str, Any]:
+    """Every DAG: no back-filling, one run at a time, the task defaults, failures mailed."""
+    # Airflow's notifier base costs seconds to import: only DAG files pay for it, not the CLI.
+    from mlops_platform.alerting.notify import PipelineFailureNotifier
+
+    return {
+        "start_date": datetime(2025, 1, 1, tzinfo=UTC),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": {**DEFAULT_ARGS, "on_failure_callback": PipelineFailureNotifier()},
+    }
 
 
 def store_table_asset_uri(table: str) -> str:

@@ -155,6 +155,16 @@ def test_monitoring_skips_on_clean_traffic_and_triggers_retraining_on_drift(
     assert clean["state"] == "success", clean["log"]
     assert clean["tasks"]["no_retraining"] == "success"
     assert clean["tasks"]["trigger_retraining"] == "skipped"
+    # The accuracy estimate ran beside the checks, with the champion's calibration.
+    assert clean["tasks"]["estimate_check"] == "success"
+    with db.get_engine(store_url).connect() as connection:
+        temperature, rows = connection.execute(
+            text(
+                "SELECT JSON_VALUE(stats, '$.calibration.temperature'), row_count"
+                " FROM drift_reports WHERE kind = 'estimate'"
+            )
+        ).one()
+    assert float(temperature) > 0 and rows == 600
 
     traffic.simulate(800, date(2025, 6, 1), "concept", 600, target="log",
                      at=now - timedelta(hours=1), url=store_url, **population)  # fmt: skip

@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
-from mlops_platform.errors import InvalidInput, NotFound, PlatformError
+from mlops_platform.errors import InvalidInput, PlatformError
 from mlops_platform.schema import CREDIT_SCORES, TARGET
 
 if TYPE_CHECKING:
@@ -45,6 +45,9 @@ LINEAGE_TAGS = (
     "git_commit",
     "airflow_dag_run_id",
 )
+# The few lineage tags a version carries itself (pruning keeps builds that versions name;
+# lineage checks hashes); the run keeps every tag, the version's description tells the rest.
+VERSION_TAGS = ("base_dt", "snapshot_build_id", "snapshot_hash", "trigger_reason")
 LATENCY_ROWS = 1_000
 SAFE_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 MAX_REASON_CHARS = 1_000
@@ -155,11 +158,42 @@ def load_champion() -> tuple[str, CreditScoreModel]:
     return aliases[CHAMPION], load_version(aliases[CHAMPION])
 
 
-def register(model_uri: str, run_id: str, tags: Mapping[str, str]) -> str:
+def model_card(lineage: Mapping[str, str], test_metrics: Mapping[str, float], run_id: str) -> str:
+    """A version's description in markdown: its data window, test metrics and lineage."""
+    dag_run = lineage.get("airflow_dag_run_id") or "none (not run by Airflow)"
+    if lineage.get("airflow_dag_id"):
+        dag_run = f"{lineage['airflow_dag_id']} / {dag_run}"
+    return "\n".join(
+        [
+            "**Data window**",
+            f"- Snapshot base date: {lineage['base_dt']} (features of the months before it)",
+            f"- Snapshot build {lineage['snapshot_build_id']}:"
+            f" {int(lineage['snapshot_rows']):,} rows, content hash `{lineage['snapshot_hash']}`",
+            "",
+            "**Test metrics** (customers held out of training)",
+            "",
+            "| accuracy | macro-F1 |",
+            "|---|---|",
+            f"| {test_metrics['accuracy']:.4f} | {test_metrics['macro_f1']:.4f} |",
+            "",
+            "**Lineage**",
+            f"- Training run: `{run_id}` (every parameter and tag)",
+            f"- Git commit: `{lineage['git_commit']}`",
+            f"- DAG run: {dag_run}",
+            f"- Trigger: {lineage['trigger_reason']}",
+        ]
+    )
+
+
+def register(
+    model_uri: str, run_id: str, tags: Mapping[str, str], description: str | None = None
+) -> str:
     """Register the logged model as a new version of MODEL_NAME with `tags`; its version."""
     import mlflow
 
     version = mlflow.register_model(model_uri, model_name(), tags=dict(tags))
+    if description:
+        _client().update_model_version(model_name(), version.version, description=description)
     if version.run_id != run_id:
         raise RegistryError(
             f"{model_uri} was logged by run {version.run_id}, not {run_id}"
@@ -277,15 +311,11 @@ def gate(
             champion_metrics=champion_metrics,
             checks=checks,
         )
+        # The measured metrics and checks are in the deployments row, not on the version.
         tags = {
             "gate.decision": "promoted" if promoted else "rejected",
             "gate.reasons": "; ".join(reasons),
             "gate.champion_version": champion_version or "none",
-            "gate.metric": get_settings().gate_metric,
-            "gate.candidate_metrics": json.dumps(candidate_metrics, sort_keys=True),
-            "gate.champion_metrics": json.dumps(champion_metrics, sort_keys=True),
-            "gate.checks": json.dumps(checks, sort_keys=True),
-            "gate.at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         _record_and_move(
             client,
@@ -414,19 +444,13 @@ def _champion_lock(name: str, url: str | None) -> Iterator[None]:
     # Lock names are limited to 64 characters; a shared prefix only serialises more.
     lock = f"mlops_champion_{name}"[:64]
     timeout = get_settings().champion_lock_timeout_s
-    with db.get_engine(url).connect() as connection:
-        acquired = connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"), {"name": lock, "timeout": timeout}
-        ).scalar()
-        if acquired != 1:
+    with db.named_lock(lock, timeout, url) as acquired:
+        if not acquired:
             raise ChampionLockTimeout(
                 f"another promotion or rollback of {name} held lock {lock!r} for {timeout} s;"
                 " try again (CHAMPION_LOCK_TIMEOUT_S sets the wait)"
             )
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
+        yield
 
 
 def _record_and_move(
@@ -543,10 +567,11 @@ def status(limit: int = 10) -> ModelStatus:
     rows = []
     for number in sorted(versions, key=int, reverse=True):
         version = versions[number]
-        metrics = {}
+        metrics, lineage = {}, dict(version.tags)
         if version.run_id:
-            run_metrics = client.get_run(version.run_id).data.metrics
-            metrics = {k: v for k, v in sorted(run_metrics.items()) if k.startswith("test_")}
+            run = client.get_run(version.run_id)
+            metrics = {k: v for k, v in sorted(run.data.metrics.items()) if k.startswith("test_")}
+            lineage = run.data.tags | lineage
         rows.append(
             VersionStatus(
                 version=number,
@@ -554,21 +579,11 @@ def status(limit: int = 10) -> ModelStatus:
                 run_id=version.run_id,
                 created_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC),
                 metrics=metrics,
-                lineage={k: version.tags[k] for k in LINEAGE_TAGS if k in version.tags},
+                lineage={k: lineage[k] for k in LINEAGE_TAGS if k in lineage},
                 gate={k: v for k, v in version.tags.items() if k.startswith("gate.")},
             )
         )
     return ModelStatus(name=name, aliases=dict(aliases), versions=tuple(rows))
-
-
-DEPLOYMENT_COLUMNS = (
-    "deployment_id, model_name, version, previous_version, action, reason, actor, metrics,"
-    " created_at"
-)
-
-
-def _deployment(row: Mapping[str, Any]) -> Deployment:
-    return Deployment(**{**row, "metrics": json.loads(row["metrics"]) if row["metrics"] else None})
 
 
 def deployment_history(url: str | None = None, limit: int = 20) -> list[Deployment]:
@@ -576,30 +591,13 @@ def deployment_history(url: str | None = None, limit: int = 20) -> list[Deployme
     with db.transaction(url) as connection:
         rows = connection.execute(
             text(
-                f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608 - a constant
-                " WHERE model_name = :name ORDER BY deployment_id DESC LIMIT :limit"
+                "SELECT deployment_id, model_name, version, previous_version, action, reason,"
+                " actor, metrics, created_at FROM deployments WHERE model_name = :name"
+                " ORDER BY deployment_id DESC LIMIT :limit"
             ),
             {"name": model_name(), "limit": limit},
         ).mappings()
-        return [_deployment(row) for row in rows]
-
-
-def gate_deployment(version: str, url: str | None = None) -> Deployment:
-    """The `deployments` row of the gate's decision on `version` of MODEL_NAME."""
-    name = model_name()
-    with db.transaction(url) as connection:
-        row = (
-            connection.execute(
-                text(
-                    f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608 - a constant
-                    " WHERE model_name = :name AND version = :version"
-                    " AND action IN ('promote', 'reject') ORDER BY deployment_id DESC LIMIT 1"
-                ),
-                {"name": name, "version": version},
-            )
-            .mappings()
-            .first()
-        )
-    if row is None:
-        raise NotFound(f"the gate has not decided on version {version} of {name}")
-    return _deployment(row)
+        return [
+            Deployment(**{**row, "metrics": json.loads(row["metrics"]) if row["metrics"] else None})
+            for row in rows
+        ]

@@ -206,7 +206,7 @@ def _log_plots_and_reports(
     )
     axes.set_title("Confusion matrix (test split)")
     figure.tight_layout()
-    figure.savefig(directory / "confusion_matrix.png", dpi=110)
+    figure.savefig(directory / "confusion_matrix.png", dpi=110, bbox_inches="tight")
     plt.close(figure)
 
     importance = pd.Series(
@@ -215,8 +215,9 @@ def _log_plots_and_reports(
     figure, axes = plt.subplots(figsize=(6, 7))
     importance.plot.barh(ax=axes)
     axes.set_title("Feature importance (CatBoost PredictionValuesChange)")
+    # The title is wider than the axes: a tight bounding box keeps all of it in the image.
     figure.tight_layout()
-    figure.savefig(directory / "feature_importance.png", dpi=110)
+    figure.savefig(directory / "feature_importance.png", dpi=110, bbox_inches="tight")
     plt.close(figure)
 
     (directory / "classification_report.txt").write_text(
@@ -319,7 +320,8 @@ def train_candidate(
         version = registry.register(
             info.model_uri,
             parent.info.run_id,
-            {**lineage, **{f"test_{k}": f"{v:.6f}" for k, v in test_metrics.items()}},
+            {key: lineage[key] for key in registry.VERSION_TAGS},
+            registry.model_card(lineage, test_metrics, parent.info.run_id),
         )
         mlflow.set_tag("registered_version", version)
     return Candidate(parent.info.run_id, version, day.isoformat(), build_id, reason, test_metrics)

@@ -8,13 +8,15 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import matplotlib.image
 import mlflow
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 from sqlalchemy import make_url
 
-from mlops_platform import db, registry
+from mlops_platform import db, registry, tracking
 from mlops_platform.cli import main
 from mlops_platform.config import get_settings
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
@@ -118,6 +120,50 @@ def test_the_parent_run_holds_plots_report_profile_and_a_signed_model(
     info = mlflow.models.get_model_info(f"models:/{registry.model_name()}/{candidate.version}")
     assert info.signature is not None
     assert [i.name for i in info.signature.inputs.inputs] == list(FEATURE_NAMES)
+
+
+def test_the_version_carries_a_model_card_and_few_tags(first) -> None:
+    candidate, _ = first
+    client = MlflowClient()
+    version = client.get_model_version(registry.model_name(), candidate.version)
+    tags = client.get_run(candidate.run_id).data.tags
+    for part in (
+        f"Snapshot base date: {BASE_DT}",
+        f"Snapshot build {candidate.build_id}: {int(tags['snapshot_rows']):,} rows",
+        tags["snapshot_hash"],
+        f"| {candidate.test_metrics['accuracy']:.4f} | {candidate.test_metrics['macro_f1']:.4f} |",
+        f"Training run: `{candidate.run_id}`",
+        f"Git commit: `{tags['git_commit']}`",
+        "DAG run: none (not run by Airflow)",
+    ):
+        assert part in version.description, part
+    gate_tags = {"gate.decision", "gate.reasons", "gate.champion_version"}
+    assert set(version.tags) == {*registry.VERSION_TAGS, *gate_tags}
+
+
+def test_the_experiment_opens_in_the_classic_view_with_a_test_metrics_view(first) -> None:
+    candidate, _ = first
+    client = MlflowClient()
+    experiment = client.get_experiment(client.get_run(candidate.run_id).info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(experiment.tags[f"mlflow.sharedViewState.{tracking.TEST_METRICS_VIEW}"])
+    assert view["selectedColumns"][-2:] == ["metrics.`test_accuracy`", "metrics.`test_macro_f1`"]
+    link = tracking.runs_view_link(experiment.experiment_id, tracking.TEST_METRICS_VIEW)
+    assert link.endswith(
+        f"/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=test-metrics"
+    )
+
+
+@pytest.mark.parametrize("plot", ["feature_importance.png", "confusion_matrix.png"])
+def test_plots_are_not_clipped(first, tmp_path: Path, plot: str) -> None:
+    candidate, _ = first
+    path = mlflow.artifacts.download_artifacts(
+        run_id=candidate.run_id, artifact_path=plot, dst_path=str(tmp_path)
+    )
+    image = matplotlib.image.imread(path)
+    # A title or label cut by the image's edge would leave ink in its outermost pixels.
+    edges = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    assert (edges[:, :3] > 0.99).all()
 
 
 def test_same_snapshot_and_seed_reproduce_the_metrics_and_do_not_replace_the_champion(

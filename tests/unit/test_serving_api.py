@@ -6,6 +6,7 @@ the same service against the real ones.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import threading
 import time
@@ -388,6 +389,14 @@ def test_a_new_champion_version_is_swapped_in_without_a_restart(client, fakes):
 
     wait_until(lambda: client.get("/metadata").json()["version"] == "2")
     assert client.post("/predict", json=EXAMPLE_RECORD).json()["model_version"] == "2"
+
+
+def test_the_openapi_document_names_the_api_and_its_version(client):
+    info = client.get("/docs.json").json()["info"]
+
+    assert info["title"] == "Credit-score prediction API"
+    assert info["version"] == importlib.metadata.version("mlops-platform") != "None"
+    assert "POST /predict" in info["description"] and "BentoML Team" not in str(info)
 
 
 def test_the_api_and_metadata_are_in_the_openapi_document(client):

@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
-from mlops_platform.errors import InvalidInput, PlatformError
+from mlops_platform.errors import InvalidInput, NotFound, PlatformError
 from mlops_platform.schema import CREDIT_SCORES, TARGET
 
 if TYPE_CHECKING:
@@ -586,18 +586,45 @@ def status(limit: int = 10) -> ModelStatus:
     return ModelStatus(name=name, aliases=dict(aliases), versions=tuple(rows))
 
 
+DEPLOYMENT_COLUMNS = (
+    "deployment_id, model_name, version, previous_version, action, reason, actor, metrics,"
+    " created_at"
+)
+
+
+def _deployment(row: Mapping[str, Any]) -> Deployment:
+    return Deployment(**{**row, "metrics": json.loads(row["metrics"]) if row["metrics"] else None})
+
+
 def deployment_history(url: str | None = None, limit: int = 20) -> list[Deployment]:
     """The newest `limit` deployments rows of MODEL_NAME, newest first."""
     with db.transaction(url) as connection:
         rows = connection.execute(
             text(
-                "SELECT deployment_id, model_name, version, previous_version, action, reason,"
-                " actor, metrics, created_at FROM deployments WHERE model_name = :name"
-                " ORDER BY deployment_id DESC LIMIT :limit"
+                f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608 - a constant
+                " WHERE model_name = :name ORDER BY deployment_id DESC LIMIT :limit"
             ),
             {"name": model_name(), "limit": limit},
         ).mappings()
-        return [
-            Deployment(**{**row, "metrics": json.loads(row["metrics"]) if row["metrics"] else None})
-            for row in rows
-        ]
+        return [_deployment(row) for row in rows]
+
+
+def gate_deployment(version: str, url: str | None = None) -> Deployment:
+    """The `deployments` row of the gate's decision on `version` of MODEL_NAME."""
+    name = model_name()
+    with db.transaction(url) as connection:
+        row = (
+            connection.execute(
+                text(
+                    f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608 - a constant
+                    " WHERE model_name = :name AND version = :version"
+                    " AND action IN ('promote', 'reject') ORDER BY deployment_id DESC LIMIT 1"
+                ),
+                {"name": name, "version": version},
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise NotFound(f"the gate has not decided on version {version} of {name}")
+    return _deployment(row)

@@ -117,6 +117,10 @@ def test_the_parent_run_holds_plots_report_profile_and_a_signed_model(
         assert len(stats["shares"]) == len(stats["edges"]) + 1
         assert sum(stats["shares"]) == pytest.approx(1)
     assert sum(profile["predictions"]["shares"].values()) == pytest.approx(1)
+    # The accuracy estimate's temperature, fitted on the validation split.
+    calibration = profile["calibration"]
+    assert calibration["fitted_on"] == "validation" and calibration["temperature"] > 0
+    assert calibration["rows"] > 0
     info = mlflow.models.get_model_info(f"models:/{registry.model_name()}/{candidate.version}")
     assert info.signature is not None
     assert [i.name for i in info.signature.inputs.inputs] == list(FEATURE_NAMES)

@@ -7,7 +7,6 @@ group, and stops it by signalling the group (BentoML has an arbiter and workers)
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,8 +21,8 @@ import mlflow
 import pandas as pd
 from catboost import CatBoostClassifier
 
-from mlops_platform import registry
-from mlops_platform.config import PROJECT_ROOT
+from mlops_platform import registry, stack
+from mlops_platform.config import PROJECT_ROOT, Settings
 from mlops_platform.data.generator import GeneratorConfig, generate_months
 from mlops_platform.mariadb_server import free_port
 from mlops_platform.model import (
@@ -100,7 +99,12 @@ class ServiceProcess:
     @property
     def bentoml_home(self) -> Path:
         """Its own, as `mlops serve` gives each service: BentoML keeps /metrics files there."""
-        return self.log_path.parent / f"bentoml-{self.port}"
+        return Path(self.serving_environment()["BENTOML_HOME"])
+
+    def serving_environment(self) -> dict[str, str]:
+        """`mlops serve`'s environment for a service on this port, state beside the log."""
+        settings = Settings(mlops_data_dir=self.log_path.parent, serving_port=self.port)
+        return {**stack.serving_environment(settings), **self.environment}
 
     def start(self) -> ServiceProcess:
         with open(self.log_path, "ab") as log:
@@ -110,7 +114,7 @@ class ServiceProcess:
                     "serving.service:CreditScoreService", "--port", str(self.port),
                 ],
                 cwd=PROJECT_ROOT,
-                env={**os.environ, "BENTOML_HOME": str(self.bentoml_home), **self.environment},
+                env=self.serving_environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -407,6 +407,7 @@ def test_a_log_store_outage_loses_no_prediction(
 def test_two_services_on_one_host_keep_their_own_metrics(
     client: Client, versions, environment, service_dir: Path
 ) -> None:
+    assert client.post("/predict", EXAMPLE_RECORD).status_code == 200
     predicted = metric(client, PREDICTIONS)
     assert predicted > 0
     other = ServiceProcess(

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mlops_platform.monitoring.drift import DriftReport
     from mlops_platform.monitoring.performance import PerformanceReport
     from mlops_platform.monitoring.reports import StoredReport
+    from mlops_platform.monitoring.runs import VersionSeries
     from mlops_platform.registry import Deployment, GateDecision, ModelStatus
 
 STATUS_COLOURS = {"ok": "green", "warn": "yellow", "drift": "red"}
@@ -216,4 +217,29 @@ def decision_table(decision: Decision) -> Table:
         ],
     )
     table.columns[1].justify = "left"
+    return table
+
+
+def series_table(experiment: str, link: str, versions: Sequence[VersionSeries]) -> Table:
+    """Each version's monitoring run in MLflow, one row per window: the charted values."""
+    keys = sorted({key for version in versions for key in version.series})
+    table = Table(
+        title=f"Quality over time in MLflow: experiment {experiment}, one run per version",
+        caption=f"charts: {link}",
+        title_justify="left",
+    )
+    for column in ("version", "run", "window end (UTC)", *keys):
+        table.add_column(column, justify="right" if column in keys else "left")
+    for version in versions:
+        ends = sorted({end for points in version.series.values() for end in points})
+        for end in ends:
+            table.add_row(
+                f"v{version.model_version}",
+                version.run_id,
+                f"{end:%Y-%m-%d %H:%M:%S}",
+                *(
+                    f"{version.series[key][end]:.4g}" if end in version.series[key] else "—"
+                    for key in keys
+                ),
+            )
     return table

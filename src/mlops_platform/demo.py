@@ -313,7 +313,9 @@ def print_urls(where: list[tuple[str, str]]) -> None:
 
 
 def print_summary(first: dict, second: dict, where: list[tuple[str, str]], started: float) -> None:
-    from mlops_platform.cli_tables import drift_table, performance_table
+    from mlops_platform import tracking
+    from mlops_platform.cli_tables import drift_table, performance_table, series_table
+    from mlops_platform.monitoring import runs
     from mlops_platform.monitoring.drift import check
     from mlops_platform.monitoring.performance import performance
 
@@ -332,7 +334,17 @@ def print_summary(first: dict, second: dict, where: list[tuple[str, str]], start
         )  # fmt: skip
     console.print(table)
     console.print(performance_table(live))
-    console.print(drift_table(check(now=datetime.now(UTC), model_version=str(first["version"]))))
+    versions = [str(first["version"]), str(second["version"])]
+    for version in versions:  # both versions' latest window joins their monitoring runs
+        console.print(drift_table(check(now=datetime.now(UTC), model_version=version)))
+    console.print(
+        series_table(
+            get_settings().mlflow_monitoring_experiment,
+            runs.over_time_link(),
+            runs.version_series(versions),
+        )
+    )
+    console.print(f"training runs with their test metrics: {tracking.training_runs_link()}")
     if where:
         print_urls(where)
     console.print(f"demo finished in {(time.monotonic() - started) / 60:.1f} min")

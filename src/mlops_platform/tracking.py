@@ -160,3 +160,10 @@ def runs_view_link(experiment_id: str, view: str, settings: Settings | None = No
     """The UI address of the experiment's runs page in a view saved by `ensure_experiment`."""
     base = (settings or get_settings()).mlflow_tracking_uri.rstrip("/")
     return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={view}"
+
+
+def training_runs_link(settings: Settings | None = None) -> str:
+    """The training experiment's runs table with the test metrics (its saved view)."""
+    settings = settings or get_settings()
+    experiment_id = ensure_experiment(settings.mlflow_experiment)
+    return runs_view_link(experiment_id, TEST_METRICS_VIEW, settings)

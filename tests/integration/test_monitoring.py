@@ -15,9 +15,10 @@ from mlflow import MlflowClient
 from sqlalchemy import text
 
 from mlops_platform import db, registry, traffic
+from mlops_platform.cli_tables import series_table
 from mlops_platform.config import get_settings
 from mlops_platform.errors import NotFound
-from mlops_platform.monitoring import drift, performance, reports
+from mlops_platform.monitoring import drift, estimate, performance, reports, runs
 from mlops_platform.monitoring.decision import Decision, decide
 from mlops_platform.monitoring.reference import REFERENCE_PROFILE, Reference
 from mlops_platform.monitoring.windows import Window
@@ -305,3 +306,19 @@ def test_each_window_is_a_point_in_time_of_the_versions_monitoring_run(
         step_of(LABEL_WINDOW): live.metrics["macro_f1"]
     }
     assert len(client.list_artifacts(rerun.mlflow_run_id, "windows")) == 3
+    # The estimate check logs its own point too (it may finish after the drift check).
+    current, _ = estimate.check(days[2].start, days[2].end, "1", store_url)
+    assert history("estimated/macro_f1", rerun.mlflow_run_id) == {
+        steps[1]: 0.55,
+        steps[2]: pytest.approx(current.metrics["macro_f1"]),
+    }
+    # What the demo prints: each version's run and its values per window.
+    [series] = runs.version_series(["1", "2"])
+    assert (series.model_version, series.run_id) == ("1", rerun.mlflow_run_id)
+    ends = [window.end.replace(tzinfo=UTC) for window in days]
+    assert series.series["drift/share"] == dict(zip(ends, share.values(), strict=True)) | {
+        ends[0]: rerun.verdict.drift_share
+    }
+    table = series_table("monitoring", runs.over_time_link(), [series])
+    assert table.row_count == 4  # three traffic windows and the label window
+    assert runs.over_time_link().endswith("runs?viewStateShareKey=over-time")

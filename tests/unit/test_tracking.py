@@ -118,3 +118,21 @@ def test_importing_tracking_and_registry_does_not_import_mlflow() -> None:
         " assert 'mlflow' not in sys.modules, 'mlflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_saved_view_adds_metric_columns_after_the_ui_defaults_and_links_by_its_key(
+    tmp_path: Path,
+) -> None:
+    # The UI's column keys are `type.`name``; its default table is Source, Models, Dataset.
+    assert tracking.table_view(["test_accuracy"]) == {
+        "selectedColumns": [
+            "attributes.`Source`",
+            "attributes.`Models`",
+            "attributes.`Dataset`",
+            "metrics.`test_accuracy`",
+        ]
+    }
+    chosen = settings(tmp_path, mlflow_tracking_uri="http://mlflow.internal:5000/")
+    assert tracking.runs_view_link("7", "test-metrics", chosen) == (
+        "http://mlflow.internal:5000/#/experiments/7/runs?viewStateShareKey=test-metrics"
+    )

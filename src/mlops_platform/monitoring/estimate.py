@@ -22,7 +22,7 @@ from sqlalchemy import Connection, text
 from mlops_platform import db
 from mlops_platform.config import get_settings
 from mlops_platform.logstore import PROBABILITY_COLUMNS
-from mlops_platform.monitoring import reports
+from mlops_platform.monitoring import reports, runs
 from mlops_platform.monitoring.performance import (
     BASELINE_METRIC,
     CLASS_INDEX,
@@ -273,6 +273,8 @@ def check(
     """Estimate the window (as `estimate`) and settle the one ESTIMATE_SETTLE_DAYS earlier
     with the labels seen by the window's end; (the estimate, the settled report ids)."""
     current = estimate(start, end, model_version, url, labels_until=labels_until)
+    # The drift check of this window may have logged before the estimate existed.
+    runs.log_reports([current.report_id], url)
     back = timedelta(days=get_settings().estimate_settle_days)
     earlier = Window(current.window.start - back, current.window.end - back)
     return current, settle(earlier, current.window.end, url)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlops_platform import db, tracking
 from mlops_platform.config import get_settings
@@ -34,6 +35,8 @@ OVER_TIME_VIEW = "over-time"
 OVER_TIME_STATE = {
     "globalLineChartConfig": {"xAxisKey": "time", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}
 }
+# What the demo and the README show of each run.
+SUMMARY_METRICS = ("drift/share", "volume/rows", "live/macro_f1", "estimated/macro_f1")
 LOCK_TIMEOUT_S = 60
 BATCH = 1_000  # MLflow's most metrics per log_batch
 
@@ -198,19 +201,37 @@ def _rebuild(client: MlflowClient, run: Run, step: int, keys: set[str]) -> Run:
     return copy
 
 
-def where_to_look(model_versions: Iterable[str]) -> dict[str, Any]:
-    """The monitoring experiment, its chart link and the run of each version, for people."""
+@dataclass(frozen=True)
+class VersionSeries:
+    """A version's monitoring run and some of its series: metric → window end → value."""
+
+    model_version: str
+    run_id: str
+    series: Mapping[str, Mapping[datetime, float]]
+
+
+def over_time_link() -> str:
+    """The monitoring experiment's runs page, charts over the logical dates."""
+    return tracking.runs_view_link(monitoring_experiment_id(), OVER_TIME_VIEW)
+
+
+def version_series(
+    model_versions: Iterable[str], keys: Sequence[str] = SUMMARY_METRICS
+) -> list[VersionSeries]:
+    """The `keys` series of each version that has a monitoring run, as MLflow holds them."""
     from mlops_platform.registry import model_name
 
     client = mlflow_client()
-    experiment_id = monitoring_experiment_id()
-    name = model_name()
-    return {
-        "experiment": get_settings().mlflow_monitoring_experiment,
-        "link": tracking.runs_view_link(experiment_id, OVER_TIME_VIEW),
-        "runs": {
-            version: run.info.run_id
-            for version in model_versions
-            if (run := find_monitoring_run(client, name, version)) is not None
-        },
-    }
+    found = []
+    for version in model_versions:
+        run = find_monitoring_run(client, model_name(), version)
+        if run is not None:
+            series = {
+                key: {
+                    datetime.fromtimestamp(point.step, UTC): point.value
+                    for point in client.get_metric_history(run.info.run_id, key)
+                }
+                for key in keys
+            }
+            found.append(VersionSeries(version, run.info.run_id, series))
+    return found

@@ -7,12 +7,18 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
+
+import pytest
 
 from mlops_platform import airflow_api
 from mlops_platform.config import PROJECT_ROOT
 
 DAGS = PROJECT_ROOT / "dags"
+QUICK_TRAINING = {"TRAIN_TRIALS": "1", "TRAIN_MAX_ITERATIONS": "80"}
+# Concept drift from April: a champion trained on the April snapshot degrades on June's traffic.
+CONCEPT_DRIFT = {"start": date(2025, 1, 1), "drift_from": date(2025, 4, 1)}
 
 # A child process keeps Airflow's configuration (read once, at import) out of pytest.
 RUN_DAG_TEST = """
@@ -76,6 +82,29 @@ def run_dag_test(
     outcome = json.loads(lines[-1].removeprefix("DAG_TEST_RESULT "))
     outcome["log"] = result.stdout[-6000:] + result.stderr[-6000:]
     return outcome
+
+
+def concept_drift_champion(
+    store_url: str, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """A CONCEPT_DRIFT store whose champion trained on 2025-04; the env a monitoring run needs."""
+    from mlops_platform.config import get_settings
+    from mlops_platform.data.generator import GeneratorConfig, load_into_store
+    from mlops_platform.training import gate_candidate, train_candidate
+    from mlops_platform.validation import ensure_validated_snapshot
+
+    for name, value in {**QUICK_TRAINING, "FEATURE_STORE_URL": store_url}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    settings = get_settings()
+    load_into_store(GeneratorConfig(800, 6, drift="concept", **CONCEPT_DRIFT), store_url)
+    ensure_validated_snapshot("2025-04-01")
+    gate_candidate(train_candidate("2025-04-01"))
+    return {
+        "FEATURE_STORE_URL": store_url, "MLFLOW_TRACKING_URI": mlflow_uri,
+        "MLFLOW_EXPERIMENT": settings.mlflow_experiment, "MODEL_NAME": settings.model_name,
+        "DRIFT_MIN_ROWS": "300", "PERFORMANCE_MIN_LABELLED": "300",
+    }  # fmt: skip
 
 
 class Standalone:

@@ -15,9 +15,13 @@ from sqlalchemy import text
 from mlops_platform import batch, db
 from mlops_platform.cli import main
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
-from tests.airflow_support import migrate, run_dag_test
-
-QUICK_TRAINING = {"TRAIN_TRIALS": "1", "TRAIN_MAX_ITERATIONS": "80"}
+from tests.airflow_support import (
+    CONCEPT_DRIFT,
+    QUICK_TRAINING,
+    concept_drift_champion,
+    migrate,
+    run_dag_test,
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,29 +131,11 @@ def test_monitoring_skips_on_clean_traffic_and_triggers_retraining_on_drift(
     from datetime import UTC, datetime, timedelta
 
     from mlops_platform import traffic
-    from mlops_platform.config import get_settings
-    from mlops_platform.training import gate_candidate, train_candidate
-    from mlops_platform.validation import ensure_validated_snapshot
 
-    for name, value in {**QUICK_TRAINING, "FEATURE_STORE_URL": store_url}.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    settings = get_settings()
-    population = {"start": date(2025, 1, 1), "drift_from": date(2025, 4, 1)}
-    load_into_store(
-        GeneratorConfig(800, 6, date(2025, 1, 1), drift="concept", drift_from=date(2025, 4, 1)),
-        store_url,
-    )
-    ensure_validated_snapshot("2025-04-01")
-    gate_candidate(train_candidate("2025-04-01"))
-    env = {
-        "FEATURE_STORE_URL": store_url, "MLFLOW_TRACKING_URI": use_mlflow,
-        "MLFLOW_EXPERIMENT": settings.mlflow_experiment, "MODEL_NAME": settings.model_name,
-        "DRIFT_MIN_ROWS": "300", "PERFORMANCE_MIN_LABELLED": "300",
-    }  # fmt: skip
+    env = concept_drift_champion(store_url, use_mlflow, monkeypatch)
     now = datetime.now(UTC).replace(microsecond=0)
     traffic.simulate(800, date(2025, 3, 1), "concept", 600, target="log",
-                     at=now - timedelta(hours=2), url=store_url, **population)  # fmt: skip
+                     at=now - timedelta(hours=2), url=store_url, **CONCEPT_DRIFT)  # fmt: skip
 
     clean = run_dag_test(airflow_home, "monitoring", env, logical_date=now.isoformat())
     assert clean["state"] == "success", clean["log"]
@@ -167,10 +153,10 @@ def test_monitoring_skips_on_clean_traffic_and_triggers_retraining_on_drift(
     assert float(temperature) > 0 and rows == 600
 
     traffic.simulate(800, date(2025, 6, 1), "concept", 600, target="log",
-                     at=now - timedelta(hours=1), url=store_url, **population)  # fmt: skip
+                     at=now - timedelta(hours=1), url=store_url, **CONCEPT_DRIFT)  # fmt: skip
     arrived = now - timedelta(minutes=30)
     traffic.deliver_labels(800, date(2025, 6, 1), "concept", observed_at=arrived,
-                           url=store_url, **population)  # fmt: skip
+                           url=store_url, **CONCEPT_DRIFT)  # fmt: skip
     later = (now + timedelta(minutes=1)).isoformat()
     drifted = run_dag_test(airflow_home, "monitoring", env, logical_date=later)
     assert drifted["state"] == "success", drifted["log"]

@@ -8,10 +8,15 @@ from pathlib import Path
 import pytest
 
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
-from tests.airflow_support import migrate, run_dag_test
+from tests.airflow_support import (
+    CONCEPT_DRIFT,
+    QUICK_TRAINING,
+    concept_drift_champion,
+    migrate,
+    run_dag_test,
+)
 from tests.smtp_sink import free_port, smtp_sink
 
-QUICK_TRAINING = {"TRAIN_TRIALS": "1", "TRAIN_MAX_ITERATIONS": "80"}
 RECIPIENTS = "ops@example.org"
 
 
@@ -94,3 +99,34 @@ def test_gate_decisions_are_mailed_and_an_smtp_outage_fails_no_task(
     assert second["state"] == "success", second["log"]
     assert second["tasks"]["champion_gate"] == "success"
     assert "not sent through 127.0.0.1" in second["log"]
+
+
+def test_a_retrain_trigger_is_mailed_with_the_report_that_called_for_it(
+    airflow_home: Path, store_url: str, use_mlflow: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mlops_platform import traffic
+
+    env = concept_drift_champion(store_url, use_mlflow, monkeypatch)
+    now = datetime.now(UTC).replace(microsecond=0)
+    june = date(2025, 6, 1)
+    traffic.simulate(800, june, "concept", 600, target="log", at=now - timedelta(hours=1),
+                     url=store_url, **CONCEPT_DRIFT)  # fmt: skip
+    traffic.deliver_labels(800, june, "concept", observed_at=now - timedelta(minutes=30),
+                           url=store_url, **CONCEPT_DRIFT)  # fmt: skip
+
+    with smtp_sink() as (sink, port):
+        run = run_dag_test(
+            airflow_home, "monitoring", {**env, **mail_settings(port)},
+            logical_date=(now + timedelta(minutes=1)).isoformat(),
+        )  # fmt: skip
+        assert run["state"] == "success", run["log"]
+        assert run["tasks"]["record_trigger"] == "success"
+        (mail,) = sink.wait_for(1)
+    # Concept drift shows in live accuracy: the performance report called for retraining.
+    assert mail["Subject"] == f"[mlops] retraining {env['MODEL_NAME']}: performance on v1"
+    body = mail.get_content()
+    assert "Monitoring triggered retraining run retrain__" in body
+    assert "because performance report" in body and "found 'degraded'" in body
+    assert "Live accuracy 0." in body

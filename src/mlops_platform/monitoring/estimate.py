@@ -29,6 +29,7 @@ from mlops_platform.monitoring.performance import (
     MATCHING_RULE,
     PerformanceDecision,
     classification_summary,
+    judge_macro_f1,
 )
 from mlops_platform.monitoring.reference import Reference, load_reference
 from mlops_platform.monitoring.windows import Window, resolve_window, utc_naive
@@ -171,20 +172,8 @@ def judge_estimate(
     rows: int, estimated_f1: float, baseline: float | None
 ) -> tuple[PerformanceDecision, str]:
     """(decision, note) for the estimated macro-F1 against the version's test macro-F1."""
-    settings = get_settings()
-    if rows < settings.estimate_min_predictions:
-        return "insufficient-data", (
-            f"{rows} predictions; {settings.estimate_min_predictions} needed"
-        )
-    if baseline is None:
-        return "insufficient-data", f"the training run has no test_{BASELINE_METRIC}"
-    drop = baseline - estimated_f1
-    if drop > settings.performance_tolerance:
-        return "degraded", (
-            f"estimated macro-F1 {estimated_f1:.4f} is {drop:.4f} below the test"
-            f" {baseline:.4f} (tolerance {settings.performance_tolerance})"
-        )
-    return "ok", f"estimated macro-F1 {estimated_f1:.4f}, test {baseline:.4f}"
+    needed = get_settings().estimate_min_predictions
+    return judge_macro_f1("estimated", rows, needed, "predictions", estimated_f1, baseline)
 
 
 def estimate_reference(

@@ -154,24 +154,30 @@ def training_macro_f1(model_version: str) -> float | None:
     return client.get_run(version.run_id).data.metrics.get(f"test_{BASELINE_METRIC}")
 
 
+def judge_macro_f1(
+    source: str, count: int, needed: int, counted: str, macro_f1: float, baseline: float | None
+) -> tuple[PerformanceDecision, str]:
+    """(decision, note) for a `source` macro-F1 ("live", "estimated") against the test one."""
+    if count < needed:
+        return "insufficient-data", f"{count} {counted}; {needed} needed"
+    if baseline is None:
+        return "insufficient-data", f"the training run has no test_{BASELINE_METRIC}"
+    drop = baseline - macro_f1
+    tolerance = get_settings().performance_tolerance
+    if drop > tolerance:
+        return "degraded", (
+            f"{source} macro-F1 {macro_f1:.4f} is {drop:.4f} below the test {baseline:.4f}"
+            f" (tolerance {tolerance})"
+        )
+    return "ok", f"{source} macro-F1 {macro_f1:.4f}, test {baseline:.4f}"
+
+
 def judge_version(
     labelled: int, live_f1: float, baseline: float | None
 ) -> tuple[PerformanceDecision, str]:
     """(decision, note) for one version's live macro-F1 against its test macro-F1."""
-    settings = get_settings()
-    if labelled < settings.performance_min_labelled:
-        return "insufficient-data", (
-            f"{labelled} labelled predictions; {settings.performance_min_labelled} needed"
-        )
-    if baseline is None:
-        return "insufficient-data", f"the training run has no test_{BASELINE_METRIC}"
-    drop = baseline - live_f1
-    if drop > settings.performance_tolerance:
-        return "degraded", (
-            f"live macro-F1 {live_f1:.4f} is {drop:.4f} below the test {baseline:.4f}"
-            f" (tolerance {settings.performance_tolerance})"
-        )
-    return "ok", f"live macro-F1 {live_f1:.4f}, test {baseline:.4f}"
+    needed = get_settings().performance_min_labelled
+    return judge_macro_f1("live", labelled, needed, "labelled predictions", live_f1, baseline)
 
 
 def performance(

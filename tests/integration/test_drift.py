@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +35,8 @@ from mlops_platform.schema import (
 )
 from mlops_platform.training import reference_profile, split_by_customer
 from tests.unit.test_drift_false_alarms import frame_counts
+
+pytestmark = pytest.mark.usefixtures("private_data_dir")
 
 CUSTOMERS = 1_500
 START = date(2025, 1, 1)
@@ -88,20 +89,6 @@ def log_traffic(
 
 def day_window(at: datetime = LOGGED_AT) -> Window:
     return Window(at, at + DAY)
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple[CreditScoreModel, Reference]:
-    return train_reference()
-
-
-@pytest.fixture(autouse=True)
-def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
-    """Reports go to a temporary MLOPS_DATA_DIR, not the checkout's."""
-    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def report_rows(url: str) -> list[Any]:

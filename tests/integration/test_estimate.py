@@ -6,7 +6,6 @@ stored before its labels arrive, and again with the realised accuracy once they 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -20,8 +19,10 @@ from mlops_platform.monitoring import estimate, reports
 from mlops_platform.monitoring.performance import classification_summary
 from mlops_platform.monitoring.windows import Window
 from mlops_platform.schema import CREDIT_SCORES
-from tests.integration.test_drift import CUSTOMERS, START, log_traffic, train_reference
+from tests.integration.test_drift import CUSTOMERS, START, log_traffic
 from tests.unit.test_monitoring import classification_summary_of
+
+pytestmark = pytest.mark.usefixtures("private_data_dir")
 
 # The drift ramps up from DRIFT_FROM and is at full strength three months later.
 DRIFT_FROM = date(2025, 11, 1)
@@ -31,19 +32,6 @@ MONTHS = (date(2025, 10, 1), date(2025, 11, 1), date(2025, 12, 1), date(2026, 1,
 TOLERANCE = 0.035
 DAY = timedelta(days=1)
 LABELS_LANDED = datetime(2027, 1, 1)  # after every simulated label arrived
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return train_reference()
-
-
-@pytest.fixture(autouse=True)
-def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
-    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def window_of(month: date) -> Window:

@@ -30,13 +30,9 @@ from mlops_platform.model import predicted_classes
 from mlops_platform.schema import FEATURE_NAMES
 from mlops_platform.training import Candidate, gate_candidate, git_commit, train_candidate
 from mlops_platform.validation import ensure_validated_snapshot
+from tests.training_support import quick_training
 
 BASE_DT = "2025-07-01"
-QUICK_TRAINING = {
-    "TRAIN_TRIALS": "1",
-    "TRAIN_MAX_ITERATIONS": "80",
-    "TRAIN_EARLY_STOPPING_ROUNDS": "20",
-}
 FEATURE_RUN = "scheduled__2025-07-01T00:00:00+00:00"
 TRAINING_RUN = "asset_triggered__2025-07-01T00:05:00+00:00"
 
@@ -75,20 +71,7 @@ def log_prediction(candidate: Candidate, request_id: str, url: str) -> str:
 def trained(module_store_url: str, mlflow_server: str) -> Iterator[Trained]:
     """A snapshot built and a model trained and promoted, each inside an Airflow task's
     environment, and one prediction the model logged."""
-    load_into_store(
-        GeneratorConfig(customers=1_200, months=6, start=date(2025, 1, 1)), module_store_url
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        suffix = uuid.uuid4().hex[:8]
-        for name, value in {
-            **QUICK_TRAINING,
-            "FEATURE_STORE_URL": module_store_url,
-            "MLFLOW_TRACKING_URI": mlflow_server,
-            "MLFLOW_EXPERIMENT": f"lineage_{suffix}",
-            "MODEL_NAME": f"credit_score_{suffix}",
-        }.items():
-            patch.setenv(name, value)
-        get_settings.cache_clear()
+    with quick_training(module_store_url, mlflow_server, "lineage") as patch:
         # What Airflow exports to a task's process before running it.
         patch.setenv("AIRFLOW_CTX_DAG_ID", "feature_pipeline")
         patch.setenv("AIRFLOW_CTX_DAG_RUN_ID", FEATURE_RUN)
@@ -102,7 +85,6 @@ def trained(module_store_url: str, mlflow_server: str) -> Iterator[Trained]:
         request_id = str(uuid.uuid4())
         predicted = log_prediction(candidate, request_id, module_store_url)
         yield Trained(module_store_url, candidate, request_id, predicted)
-    get_settings.cache_clear()
 
 
 def test_lineage_follows_a_prediction_to_its_run_snapshot_dag_runs_commit_and_deployment(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -31,26 +30,14 @@ from tests.integration.test_drift import (
     MONTH,
     START,
     log_traffic,
-    train_reference,
 )
 from tests.unit.test_monitoring import classification_summary_of
+
+pytestmark = pytest.mark.usefixtures("private_data_dir")
 
 HOUR = timedelta(hours=1)
 # Labels of MONTH arrive 3 to 40 days after it ends; this window sees all of them.
 LABEL_WINDOW = Window(datetime(2026, 2, 1), datetime(2026, 3, 15))
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return train_reference()
-
-
-@pytest.fixture(autouse=True)
-def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
-    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def deliver(url: str, scenario: str = "none") -> pd.DataFrame:

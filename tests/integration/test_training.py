@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import matplotlib.image
@@ -19,7 +18,6 @@ from sqlalchemy import make_url
 from mlops_platform import db, registry, tracking
 from mlops_platform.cli import main
 from mlops_platform.config import get_settings
-from mlops_platform.data.generator import GeneratorConfig, load_into_store
 from mlops_platform.features import describe_build
 from mlops_platform.mariadb_server import free_port
 from mlops_platform.schema import (
@@ -31,35 +29,17 @@ from mlops_platform.schema import (
 from mlops_platform.training import Candidate, gate_candidate, train_candidate
 from mlops_platform.validation import ensure_validated_snapshot
 from tests.servers import start_mlflow_server, stop_process_group
+from tests.training_support import quick_training
 
 BASE_DT = "2025-07-01"
-QUICK_TRAINING = {
-    "TRAIN_TRIALS": "2",
-    "TRAIN_MAX_ITERATIONS": "120",
-    "TRAIN_EARLY_STOPPING_ROUNDS": "20",
-}
 
 
 @pytest.fixture(scope="module")
 def environment(module_store_url: str, mlflow_server: str) -> Iterator[str]:
     """A store with a validated snapshot, and an experiment and model name of this module."""
-    load_into_store(
-        GeneratorConfig(customers=1_200, months=6, start=date(2025, 1, 1)), module_store_url
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        suffix = uuid.uuid4().hex[:8]
-        for name, value in {
-            **QUICK_TRAINING,
-            "FEATURE_STORE_URL": module_store_url,
-            "MLFLOW_TRACKING_URI": mlflow_server,
-            "MLFLOW_EXPERIMENT": f"training_{suffix}",
-            "MODEL_NAME": f"credit_score_{suffix}",
-        }.items():
-            patch.setenv(name, value)
-        get_settings.cache_clear()
+    with quick_training(module_store_url, mlflow_server, "training"):
         ensure_validated_snapshot(BASE_DT)
         yield module_store_url
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlops_platform.config import get_settings
 from mlops_platform.monitoring import estimate
 from mlops_platform.monitoring.performance import CLASS_INDEX, classification_summary
 from mlops_platform.schema import CREDIT_SCORES
@@ -83,14 +82,3 @@ def test_a_calibrated_model_keeps_temperature_one(logits) -> None:
     actual = sample_labels(truth, np.random.default_rng(5))
     assert estimate.fit_calibration(actual, truth)["temperature"] == pytest.approx(1.0, rel=0.05)
     assert estimate.calibrated(truth, 1.0) == pytest.approx(truth)
-
-
-def test_the_estimate_is_judged_like_live_accuracy() -> None:
-    settings = get_settings()
-    few = settings.estimate_min_predictions - 1
-    assert estimate.judge_estimate(few, 0.7, 0.7)[0] == "insufficient-data"
-    assert estimate.judge_estimate(10_000, 0.7, None)[0] == "insufficient-data"
-    drop = settings.performance_tolerance + 0.01
-    decision, note = estimate.judge_estimate(10_000, 0.7 - drop, 0.7)
-    assert decision == "degraded" and "estimated macro-F1" in note
-    assert estimate.judge_estimate(10_000, 0.69, 0.7)[0] == "ok"

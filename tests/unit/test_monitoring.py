@@ -43,8 +43,12 @@ def test_degraded_needs_enough_labels_and_a_drop_beyond_the_tolerance() -> None:
     settings = get_settings()
     enough = settings.performance_min_labelled
     tolerance = settings.performance_tolerance
-    assert performance.judge_version(enough - 1, 0.1, 0.9)[0] == "insufficient-data"
-    assert performance.judge_version(enough, 0.1, None)[0] == "insufficient-data"
-    assert performance.judge_version(enough, 0.9 - tolerance + 0.001, 0.9)[0] == "ok"
-    decision, note = performance.judge_version(enough, 0.9 - tolerance - 0.001, 0.9)
-    assert decision == "degraded" and "below the test" in note
+
+    def judge(labelled: int, live_f1: float, baseline: float | None) -> tuple[str, str]:
+        return performance.judge_macro_f1("live", labelled, enough, "labelled", live_f1, baseline)
+
+    assert judge(enough - 1, 0.1, 0.9)[0] == "insufficient-data"
+    assert judge(enough, 0.1, None)[0] == "insufficient-data"
+    assert judge(enough, 0.9 - tolerance + 0.001, 0.9)[0] == "ok"
+    decision, note = judge(enough, 0.9 - tolerance - 0.001, 0.9)
+    assert decision == "degraded" and "live macro-F1" in note and "below the test" in note

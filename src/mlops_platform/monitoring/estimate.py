@@ -168,14 +168,6 @@ class Estimate:
         return {name: self.metrics[name] - self.realised[name] for name in self.realised}
 
 
-def judge_estimate(
-    rows: int, estimated_f1: float, baseline: float | None
-) -> tuple[PerformanceDecision, str]:
-    """(decision, note) for the estimated macro-F1 against the version's test macro-F1."""
-    needed = get_settings().estimate_min_predictions
-    return judge_macro_f1("estimated", rows, needed, "predictions", estimated_f1, baseline)
-
-
 def estimate_reference(
     reference: Reference,
     window: Window,
@@ -196,7 +188,10 @@ def estimate_reference(
         rows = round(float(expected.sum()))
         metrics = classification_summary(expected)
         labelled = int(actual.sum())
-        decision, note = judge_estimate(rows, metrics[BASELINE_METRIC], baseline)
+        needed = get_settings().estimate_min_predictions
+        decision, note = judge_macro_f1(
+            "estimated", rows, needed, "predictions", metrics[BASELINE_METRIC], baseline
+        )
         stats = {
             "method": METHOD,
             "calibration": calibration,

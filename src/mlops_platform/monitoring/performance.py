@@ -172,14 +172,6 @@ def judge_macro_f1(
     return "ok", f"{source} macro-F1 {macro_f1:.4f}, test {baseline:.4f}"
 
 
-def judge_version(
-    labelled: int, live_f1: float, baseline: float | None
-) -> tuple[PerformanceDecision, str]:
-    """(decision, note) for one version's live macro-F1 against its test macro-F1."""
-    needed = get_settings().performance_min_labelled
-    return judge_macro_f1("live", labelled, needed, "labelled predictions", live_f1, baseline)
-
-
 def performance(
     start: datetime | str | None = None,
     end: datetime | str | None = None,
@@ -222,7 +214,10 @@ def performance(
                 baseline = baselines[version]
             else:
                 baseline = training_macro_f1(version) if labelled else None
-            decision, note = judge_version(labelled, metrics[BASELINE_METRIC], baseline)
+            needed = get_settings().performance_min_labelled
+            decision, note = judge_macro_f1(
+                "live", labelled, needed, "labelled predictions", metrics[BASELINE_METRIC], baseline
+            )
             stats = {
                 "matching_rule": MATCHING_RULE,
                 "metrics": metrics,

@@ -17,7 +17,7 @@ STACK ?= native
 	bench-serving bench-serving-hostile bench-scale test-scale up down status demo serve load compose-build
 
 help: ## Show the targets and what they do
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: ## Install what is missing (apt: MariaDB server and client headers, promtool, amtool; uv) and sync the locked env
 	@missing=""; \

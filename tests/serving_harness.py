@@ -121,20 +121,24 @@ class ServiceProcess:
             )  # fmt: skip
         return self
 
-    def wait(self, path: str = "/readyz", timeout: float = 90) -> None:
-        """Until `path` answers 200 (use /livez for a service that cannot be ready)."""
+    def wait(self, path: str = "/readyz", timeout: float = 90, in_a_row: int = 12) -> None:
+        """Until `path` answers 200 `in_a_row` times (use /livez for a service that cannot be
+        ready). Each worker answers for itself and the kernel spreads new connections, so one
+        200 can come from the worker that loaded first while another still loads."""
         deadline = time.monotonic() + timeout
+        answered = 0
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited early:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.url + path, timeout=2) as response:
-                    if response.status == 200:
-                        return
+                    answered = answered + 1 if response.status == 200 else 0
             except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.25)
+                answered = 0
+            if answered >= in_a_row:
+                return
+            time.sleep(0.05 if answered else 0.25)
         raise TimeoutError(f"{path} not 200 after {timeout} s:\n{self.log_tail()}")
 
     def stop(self) -> None:

@@ -215,7 +215,8 @@ def test_model_status_shows_every_kind_of_deployment(
     assert {action for action, _, _ in actions(use_store)} == {
         "promote", "reject", "manual_promote", "rollback",
     }  # fmt: skip
-    monkeypatch.setenv("COLUMNS", "250")
+    # Wide enough that no reason wraps (the CLI's console reads COLUMNS once, at import).
+    monkeypatch.setattr("mlops_platform.cli.console", Console(width=250))
 
     result = CliRunner().invoke(main, ["model", "status", "--history", "10"])
 

@@ -32,6 +32,8 @@ BUILD_COLUMNS = (
     "base_dt, build_id, lookback_months, row_count, customer_count, content_hash, built_at,"
     " airflow_dag_id, airflow_run_id, pruned_at"
 )
+# Every lookup of one build starts here and adds only bound-parameter conditions.
+SELECT_BUILD = "SELECT " + BUILD_COLUMNS + " FROM snapshot_builds"  # noqa: S608 - constants
 # Order-independent hash of a build's rows: the XOR of each row's SHA-256, taken in four
 # 64-bit slices (rows are unique by key, so none cancels another). QUOTE keeps NULL apart
 # from the string 'NULL' and from an empty string. Identifiers are module constants only.
@@ -124,8 +126,8 @@ def current_build(connection: Connection, base_dt: date) -> SnapshotBuild | None
     """The current build of the snapshot for `base_dt` (its newest unpruned one), or None."""
     row = connection.execute(
         text(
-            f"SELECT {BUILD_COLUMNS} FROM snapshot_builds"  # noqa: S608 - constants only
-            " WHERE base_dt = :base_dt AND pruned_at IS NULL ORDER BY build_id DESC LIMIT 1"
+            SELECT_BUILD
+            + " WHERE base_dt = :base_dt AND pruned_at IS NULL ORDER BY build_id DESC LIMIT 1"
         ),
         {"base_dt": base_dt},
     ).first()
@@ -135,7 +137,7 @@ def current_build(connection: Connection, base_dt: date) -> SnapshotBuild | None
 def get_build(connection: Connection, build_id: int) -> SnapshotBuild | None:
     """The build with `build_id`, pruned or not, or None if there never was one."""
     row = connection.execute(
-        text(f"SELECT {BUILD_COLUMNS} FROM snapshot_builds WHERE build_id = :build_id"),  # noqa: S608
+        text(SELECT_BUILD + " WHERE build_id = :build_id"),
         {"build_id": build_id},
     ).first()
     return None if row is None else SnapshotBuild(*row)

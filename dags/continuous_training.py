@@ -84,6 +84,7 @@ def continuous_training():
         return {
             "version": decision.version,
             "promoted": decision.promoted,
+            "in_shadow": decision.in_shadow,
             "reasons": list(decision.reasons),
         }
 

@@ -10,20 +10,35 @@ and live-accuracy reports, passed by id: `retrain` triggers `continuous_training
 The estimate feeds gauges and alerts, not the decision: covariate drift already triggers
 retraining, and concept drift is invisible to it.
 
+Beside them, live evidence for the challenger: `shadow_check` pairs the champion's and the
+challenger's predictions of the same labelled requests (SHADOW_WINDOW_DAYS back) and
+stores their accuracy, macro-F1 and McNemar's test as a report; `shadow_gate` reads that
+report by id and promotes the challenger when it says the challenger is better (an event
+on the champion asset, as the training gate's). Without a challenger both are skipped.
+
 All windows end at the run's logical date, so a re-run judges the same window.
 CLI equivalent: `mlops drift check`, `mlops monitor performance`, `mlops monitor estimate`,
-`mlops monitor decide DRIFT_REPORT PERFORMANCE_REPORTS…`.
+`mlops monitor decide DRIFT_REPORT PERFORMANCE_REPORTS…`, `mlops monitor shadow`,
+`mlops model promote-live REPORT`.
 """
 
 from __future__ import annotations
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
-from mlops_platform.alerting.notify import RetrainTriggerNotifier
+from mlops_platform.alerting.notify import GateDecisionNotifier, RetrainTriggerNotifier
 from mlops_platform.config import get_settings
-from mlops_platform.orchestration import TRAINING_DAG_ID, dag_defaults, run_moment, schedule_of
+from mlops_platform.orchestration import (
+    TRAINING_DAG_ID,
+    champion_asset_uri,
+    dag_defaults,
+    run_moment,
+    schedule_of,
+)
+
+CHAMPION = Asset(uri=champion_asset_uri())
 
 
 @dag(
@@ -80,8 +95,35 @@ def monitoring():
         conf = context["ti"].xcom_pull(task_ids="decide", key="conf")
         record_trigger(conf["report_id"], f"retrain__{context['run_id']}")
 
+    @task
+    def shadow_check(**context) -> list[int]:
+        from airflow.exceptions import AirflowSkipException
+
+        from mlops_platform.monitoring.shadow import compare
+
+        report_ids = [found.report_id for found in compare(end=run_moment(context))]
+        if not report_ids:
+            raise AirflowSkipException("no request was scored in shadow in the window")
+        return report_ids
+
+    @task(outlets=[CHAMPION], on_success_callback=GateDecisionNotifier())
+    def shadow_gate(report_ids: list[int], **context) -> dict:
+        from airflow.exceptions import AirflowSkipException
+
+        from mlops_platform.registry import promote_on_live_evidence
+
+        reasons = []
+        for report_id in report_ids:
+            version, why = promote_on_live_evidence(report_id, actor="airflow")
+            if version is not None:
+                context["outlet_events"][CHAMPION].extra = {"version": version}
+                return {"version": version, "report_id": report_id, "reason": why}
+            reasons.append(f"report {report_id}: {why}")
+        raise AirflowSkipException("; ".join(reasons))
+
     decision = decide(drift_check(), performance_check())
     estimate_check()
+    shadow_gate(shadow_check())
     decision >> trigger_retraining >> record_trigger()
     decision >> EmptyOperator(task_id="no_retraining")
 

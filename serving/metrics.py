@@ -21,6 +21,8 @@ class ServingMetrics:
     reloads: Any
     customer_lookups: Any
     replica_lag: Any
+    shadow_predictions: Any
+    shadow_skipped: Any
 
 
 @cache
@@ -70,5 +72,14 @@ def serving_metrics() -> ServingMetrics:
             "How far the read replica is behind the primary; -1 when it is not replicating"
             " or cannot be reached (0 when no replica is configured).",
             multiprocess_mode="livemax",
+        ),
+        shadow_predictions=Counter(
+            "mlops_shadow_predictions",
+            "Records the challenger scored in shadow (logged, never returned), by version.",
+            ["model_name", "model_version"],
+        ),
+        shadow_skipped=Counter(
+            "mlops_shadow_skipped_rows",
+            "Served records the challenger did not score: its queue was full, or it failed.",
         ),
     )

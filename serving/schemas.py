@@ -267,8 +267,8 @@ class PredictResponse(OneOfRoot, IORootModel[Prediction | list[Prediction]]):
     """One prediction for one record, a list of them for a batch."""
 
 
-class ChampionInfo(BaseModel):
-    """Which model answers, where it came from, and how it scored on its test split."""
+class ModelInfo(BaseModel):
+    """A loaded model version: where it came from, and how it scored on its test split."""
 
     model_name: str
     version: str
@@ -278,7 +278,15 @@ class ChampionInfo(BaseModel):
     metrics: dict[str, float] = Field(description="test-split metrics of its training run")
     loaded_at: datetime
     from_cache: bool = Field(
-        description="served from the local cache: MLflow unreachable or its champion unloadable"
+        description="loaded from the local cache: MLflow unreachable or its version unloadable"
+    )
+
+
+class ChampionInfo(ModelInfo):
+    """Which model answers and, if any, which one scores every request in shadow."""
+
+    challenger: ModelInfo | None = Field(
+        None, description="the `challenger` version scoring in shadow (logged, never returned)"
     )
 
 

@@ -1,8 +1,10 @@
 """The online prediction service: `bentoml serve serving.service:CreditScoreService`.
 
 POST /predict (one record or a batch), POST /predict_by_customer (features read from
-the store), GET /metadata (the champion), and BentoML's /livez, /readyz, /metrics and
-Swagger UI at / (OpenAPI at /docs.json). Every prediction is logged to `prediction_log`.
+the store), GET /metadata (the champion, and the challenger scoring in shadow), and
+BentoML's /livez, /readyz, /metrics and Swagger UI at / (OpenAPI at /docs.json). Every
+prediction is logged to `prediction_log`; while the registry has a `challenger`, it
+scores every request too, off the request path, logged as role `shadow`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ with bentoml.importing():
     from mlops_platform.config import get_settings
     from mlops_platform.model import predicted_classes
     from mlops_platform.schema import CREDIT_SCORES
-    from serving.champion import Champion, ChampionHolder, ChampionSource
+    from serving.aliases import AliasHolder, AliasSource, LoadedModel
     from serving.customers import (
         CustomerFeatures,
         FeatureStoreUnavailable,
@@ -52,6 +54,7 @@ with bentoml.importing():
         PredictRequest,
         PredictResponse,
     )
+    from serving.shadow import ServedRequest, ShadowScorer
     from serving.validation import Rejected
 
 # Serves GET routes next to BentoML's POST-only APIs; BentoML adds them to /docs.json.
@@ -79,13 +82,15 @@ class CreditScoreService:
         logging.getLogger("serving").setLevel(logging.INFO)
         for name, value in MLFLOW_CLIENT_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
-        self.champions = ChampionHolder(
-            ChampionSource(
-                registry.model_name(),
-                settings.serving_cache_dir or settings.mlops_data_dir / "champion-cache",
-                settings.mlflow_tracking_uri,
-            ),
-            settings.serving_poll_interval_s,
+        cache_dir = settings.serving_cache_dir or settings.mlops_data_dir / "champion-cache"
+        self.champions, self.challengers = (
+            AliasHolder(
+                AliasSource(
+                    registry.model_name(), cache_dir, settings.mlflow_tracking_uri, alias=alias
+                ),
+                settings.serving_poll_interval_s,
+            )
+            for alias in (registry.CHAMPION, registry.CHALLENGER)
         )
         self.log = PredictionLogWriter(
             MariaDBSink(settings.feature_store_url),
@@ -93,6 +98,9 @@ class CreditScoreService:
             batch_rows=settings.serving_log_batch_rows,
             flush_interval_s=settings.serving_log_flush_interval_s,
             queue_max=settings.serving_log_queue_max,
+        )
+        self.shadow = ShadowScorer(
+            self.challengers, self.log, queue_max=settings.serving_shadow_queue_max
         )
         self.customers = CustomerFeatures(
             read_urls(settings.feature_store_url, settings.feature_store_read_url),
@@ -102,13 +110,15 @@ class CreditScoreService:
         serving_metrics()  # so /metrics lists the service's gauges from the start
         self.log.start()
         self.champions.start()
+        self.challengers.start()
+        self.shadow.start()
         self.replica_lag.start()
         # Libraries and the model live as long as the worker; frozen, the garbage collector
         # stops rescanning them on every full collection (measured: p99 358 → 116 ms).
         gc.freeze()
 
     def __is_ready__(self) -> bool:
-        return self.champions.champion is not None
+        return self.champions.model is not None
 
     @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=PredictResponse)
     async def predict(self, body: Any, /) -> Any:
@@ -120,7 +130,7 @@ class CreditScoreService:
         if isinstance(body, Rejected):
             return rejected(body)
         started = time.perf_counter()
-        champion = self.champions.champion
+        champion = self.champions.model
         if champion is None:
             return error(503, NOT_READY, "not_ready")
         records = body if isinstance(body, list) else [body]
@@ -138,7 +148,7 @@ class CreditScoreService:
             return rejected(body)
         customer_ids = body["customer_ids"]
         started = time.perf_counter()
-        champion = self.champions.champion
+        champion = self.champions.model
         if champion is None:
             return error(503, NOT_READY, "not_ready")
         found = self.customers.cached(customer_ids)
@@ -159,23 +169,29 @@ class CreditScoreService:
 
     @routes.get("/metadata", response_model=ChampionInfo, responses={503: {"model": ErrorBody}})
     def metadata(self) -> Any:
-        """The champion answering now: version, run, training base date, test metrics."""
-        champion = self.champions.champion
+        """The champion answering now (version, run, training base date, test metrics) and
+        the challenger scoring in shadow, if any."""
+        champion, challenger = self.champions.model, self.challengers.model
         if champion is None:
             return error(503, NOT_READY, "not_ready")
-        return champion.info()
+        shadow = challenger if challenger and challenger.version != champion.version else None
+        return champion.info() | {"challenger": shadow.info() if shadow else None}
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
-        """Stop polling, then store the queued log rows (in MariaDB, or the spool)."""
+        """Stop polling, score what waits for the challenger, then store the queued log rows
+        (in MariaDB, or the spool)."""
         self.champions.stop()
+        self.challengers.stop()
         self.replica_lag.stop()
+        self.shadow.close()
         self.log.close()
 
     def _predict(
-        self, champion: Champion, records: Sequence[dict[str, Any]], started: float
+        self, champion: LoadedModel, records: Sequence[dict[str, Any]], started: float
     ) -> list[dict[str, Any]]:
-        """Predict, then queue one log row per record; returns the predictions."""
+        """Predict, then queue one log row per record and the records for the challenger;
+        returns the predictions."""
         model = champion.model
         probabilities = model.predict_records(records)
         classes = predicted_classes(probabilities).tolist()
@@ -196,15 +212,17 @@ class CreditScoreService:
                 records, probabilities.tolist(), classes, unseen, request_ids, strict=True
             )
         ]
+        created_at = datetime.now(UTC).replace(tzinfo=None)
         self.log.submit(
             logstore.ScoredBatch(
                 records, probabilities, classes, unseen, request_ids,
-                created_at=datetime.now(UTC).replace(tzinfo=None),
+                created_at=created_at,
                 model_name=champion.model_name,
                 model_version=champion.version,
                 latency_ms=(time.perf_counter() - started) * 1000,
             )
         )  # fmt: skip
+        self.shadow.submit(ServedRequest(records, request_ids, created_at, champion.version))
         serving_metrics().predictions.labels(champion.model_name, champion.version).inc(
             len(records)
         )

@@ -430,6 +430,15 @@ def model_promote(version: str, reason: str) -> None:
     console.print(f"champion is now v{version}" + (f" (was v{replaced})" if replaced else ""))
 
 
+@model.command("promote-live")
+@click.argument("report_id", type=click.IntRange(min=1))
+def model_promote_live(report_id: int) -> None:
+    """Promote the challenger if shadow report REPORT_ID (`mlops monitor shadow`) says it
+    beat the champion on live labelled requests; recorded as promote, reason shadow."""
+    promoted, why = _registry().promote_on_live_evidence(report_id, actor=getpass.getuser())
+    console.print(f"champion is now v{promoted}: {why}" if promoted else f"no promotion: {why}")
+
+
 @model.command("rollback")
 @click.option("--reason", default="manual rollback", show_default=True)
 def model_rollback(reason: str) -> None:
@@ -649,6 +658,23 @@ def monitor_estimate(start, end, model_version: str | None, labels_until) -> Non
     ids = [current.report_id, *settled]
     stored = load_reports(ids)
     console.print(cli_tables.estimate_table([stored[i] for i in ids]))
+
+
+@monitor.command("shadow")
+@window_end
+def monitor_shadow(end) -> None:
+    """Champion against challenger on the same labelled requests (SHADOW_WINDOW_DAYS back):
+    accuracy, macro-F1, McNemar's test and the verdict the live-evidence gate acts on."""
+    from datetime import UTC, datetime
+
+    from mlops_platform.monitoring.shadow import compare
+
+    moment = end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    comparisons = compare(moment)
+    if not comparisons:
+        console.print("no request was scored in shadow in the window: is a challenger set?")
+    for comparison in comparisons:
+        console.print(cli_tables.shadow_table(comparison))
 
 
 @monitor.command("decide")

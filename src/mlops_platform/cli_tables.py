@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mlops_platform.monitoring.performance import PerformanceReport
     from mlops_platform.monitoring.reports import StoredReport
     from mlops_platform.monitoring.runs import VersionSeries
+    from mlops_platform.monitoring.shadow import PairedComparison
     from mlops_platform.registry import Deployment, GateDecision, ModelStatus
 
 STATUS_COLOURS = {"ok": "green", "warn": "yellow", "drift": "red"}
@@ -37,7 +38,11 @@ def facts_table(title: str, rows: Sequence[tuple[str, object]]) -> Table:
 
 def gate_table(decision: GateDecision) -> Table:
     """Champion versus candidate metrics, the checks, and the verdict."""
-    verdict = "PROMOTED to champion" if decision.promoted else "REJECTED (challenger)"
+    verdict = (
+        "PROMOTED to champion" if decision.promoted
+        else "PASSED, in shadow (challenger)" if decision.in_shadow
+        else "REJECTED (challenger)"
+    )  # fmt: skip
     champion_label = (
         f"champion v{decision.previous_champion}" if decision.previous_champion else "champion"
     )
@@ -164,6 +169,30 @@ def performance_table(report: PerformanceReport) -> Table:
             version.decision,
             str(version.report_id),
         )
+    return table
+
+
+def shadow_table(comparison: PairedComparison) -> Table:
+    """Champion and challenger side by side on the same labelled requests, and the verdict."""
+    table = Table(
+        title=f"Shadow: champion v{comparison.champion_version} against challenger"
+        f" v{comparison.challenger_version}, {comparison.labelled:,} labelled requests"
+        f" {comparison.window.label()}",
+        caption=escape(comparison.note),
+        title_justify="left",
+    )
+    for column in ("metric", f"champion v{comparison.champion_version}",
+                   f"challenger v{comparison.challenger_version}", "change"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key in ("accuracy", "macro_f1", *(f"recall_{score}" for score in CREDIT_SCORES)):
+        old, new = comparison.champion[key], comparison.challenger[key]
+        table.add_row(key, f"{old:.4f}", f"{new:.4f}", f"{new - old:+.4f}")
+    table.add_row("right only by this model", f"{comparison.champion_only:,}",
+                  f"{comparison.challenger_only:,}", "")  # fmt: skip
+    table.add_row("McNemar p-value", "", f"{comparison.p_value:.3g}", "")
+    checks = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in comparison.checks.items())
+    table.add_row("checks", "", checks, "")
+    table.add_row("decision", "", comparison.decision, f"report {comparison.report_id}")
     return table
 
 

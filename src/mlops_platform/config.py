@@ -116,6 +116,22 @@ class Settings(BaseSettings):
     gate_max_ms_per_1000_rows: float = Field(
         2_000, gt=0, description="Slowest batch prediction a new champion may have."
     )
+    gate_shadow_first: bool = Field(
+        False,
+        description="A candidate passing the gate becomes challenger, promoted on live evidence.",
+    )
+    shadow_window_days: float = Field(
+        7, gt=0, description="How far back the shadow comparison pairs labelled requests."
+    )
+    shadow_min_labelled: int = Field(
+        300, ge=1, description="Labelled requests both models scored before live evidence counts."
+    )
+    shadow_min_gain: float = Field(
+        0.01, description="How much the challenger's live gate metric must beat the champion's by."
+    )
+    shadow_significance: float = Field(
+        0.05, gt=0, lt=1, description="Largest McNemar p-value at which the challenger wins."
+    )
     champion_lock_timeout_s: int = Field(
         60, ge=1, description="How long a promotion waits for another one to finish."
     )
@@ -151,6 +167,11 @@ class Settings(BaseSettings):
     )
     serving_log_queue_max: int = Field(
         50_000, ge=100, description="Log rows held in memory before they go to the spool file."
+    )
+    serving_shadow_queue_max: int = Field(
+        20_000,
+        ge=1,
+        description="Served records waiting for the challenger before some go unscored.",
     )
     serving_customer_cache_ttl_s: float = Field(
         60, ge=0, description="How long by-customer lookups reuse features read from the store."

@@ -19,15 +19,13 @@ from mlops_platform import db
 from mlops_platform.config import get_settings
 from mlops_platform.errors import InvalidInput, NotFound
 from mlops_platform.features import SnapshotBuild, get_build, prune_builds, stored_rows
-from mlops_platform.logstore import PROBABILITY_COLUMNS
+from mlops_platform.logstore import PROBABILITY_COLUMNS, SERVED_ROLE
 from mlops_platform.registry import Deployment
 from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-# The role of a log row written before the log recorded roles: the served (champion) model.
-SERVED_ROLE = "champion"
 # Model version tags that training writes (training.train_candidate) and lineage follows.
 BUILD_TAG, HASH_TAG, BASE_DT_TAG = "snapshot_build_id", "snapshot_hash", "base_dt"
 DAG_TAG, DAG_RUN_TAG, COMMIT_TAG = "airflow_dag_id", "airflow_dag_run_id", "git_commit"
@@ -131,15 +129,14 @@ def trace(request_id: str, url: str | None = None) -> RequestLineage:
             f"request_id: must be 1 to {MAX_REQUEST_ID_CHARS} characters, got {len(request_id)}"
         )
     with db.transaction(url) as connection:
-        # SELECT *: the log gains a role column for shadow scoring; rows without it were
-        # served. The request id is indexed (migration 009), so this is not a log scan.
+        # The request id is indexed (migration 009), so this is not a log scan.
         rows = connection.execute(
             text("SELECT * FROM prediction_log WHERE request_id = :request_id"),
             {"request_id": request_id},
         ).mappings().all()  # fmt: skip
         if not rows:
             raise UnknownRequest(f"no prediction is logged under request id {request_id!r}")
-        rows = sorted(rows, key=lambda row: (_role(row) != SERVED_ROLE, row["created_at"]))
+        rows = sorted(rows, key=lambda row: (row["role"] != SERVED_ROLE, row["role"]))
         client = _mlflow_client()
         scored_by = tuple(_scored_by(connection, client, row) for row in rows)
     first = rows[0]
@@ -184,10 +181,6 @@ def prune_snapshots(
     )
 
 
-def _role(row: Mapping[str, Any]) -> str:
-    return row.get("role") or SERVED_ROLE
-
-
 def _mlflow_client() -> MlflowClient:
     from mlflow import MlflowClient
 
@@ -214,7 +207,7 @@ def _scored_by(connection: Connection, client: MlflowClient, row: Mapping[str, A
         tags |= model_version.tags  # registered with the lineage; they win over the run's
     unseen = row["unseen_categories"]
     return ScoredBy(
-        role=_role(row),
+        role=row["role"],
         model_name=name,
         model_version=version,
         predicted_class=row["predicted_class"],

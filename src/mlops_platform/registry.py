@@ -1,7 +1,10 @@
 """The model registry: register versions, gate them into `champion`, promote, roll back.
 
 Only aliases name what serves: `champion` (in production), `previous_champion` (one step
-back, for rollback) and `challenger` (the latest candidate the gate rejected). Every
+back, for rollback) and `challenger` (the latest candidate the gate rejected, or that
+passed it with GATE_SHADOW_FIRST on). The service scores every request with the
+challenger in shadow; `promote_on_live_evidence` promotes it when the paired comparison
+of the two on labelled requests says it is better. Every
 decision is also a row in the MariaDB `deployments` table. Champion changes are
 serialised by a MariaDB named lock, and aliases move last, so a failure leaves them as
 they were.
@@ -64,7 +67,10 @@ class ChampionLockTimeout(RegistryError):
 
 @dataclass(frozen=True)
 class GateDecision:
-    """The gate's verdict; `previous_champion` is the champion it was judged against."""
+    """The gate's verdict; `previous_champion` is the champion it was judged against.
+
+    `in_shadow`: it passed, but GATE_SHADOW_FIRST made it challenger instead of champion.
+    """
 
     version: str
     promoted: bool
@@ -73,6 +79,7 @@ class GateDecision:
     candidate_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
     checks: dict[str, bool]
+    in_shadow: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,19 +308,24 @@ def gate(
         champion_metrics = None
         if champion_version is not None:
             champion_metrics = evaluate(load_version(champion_version), test_frame)
-        promoted, reasons, checks = decide(candidate_metrics, champion_metrics, champion_version)
+        passed, reasons, checks = decide(candidate_metrics, champion_metrics, champion_version)
+        in_shadow = passed and champion_version is not None and get_settings().gate_shadow_first
+        if in_shadow:
+            reasons = (*reasons, "scores in shadow as challenger until live evidence promotes it")
         decision = GateDecision(
             version=version,
-            promoted=promoted,
+            promoted=passed and not in_shadow,
             previous_champion=champion_version,
             reasons=reasons,
             candidate_metrics=candidate_metrics,
             champion_metrics=champion_metrics,
             checks=checks,
+            in_shadow=in_shadow,
         )
+        action = "shadow" if in_shadow else "promote" if passed else "reject"
         # The measured metrics and checks are in the deployments row, not on the version.
         tags = {
-            "gate.decision": "promoted" if promoted else "rejected",
+            "gate.decision": {"promote": "promoted", "reject": "rejected"}.get(action, action),
             "gate.reasons": "; ".join(reasons),
             "gate.champion_version": champion_version or "none",
         }
@@ -321,12 +333,12 @@ def gate(
             client,
             name,
             before,
-            _promotion_moves(before, version) if promoted else {CHALLENGER: version},
+            _promotion_moves(before, version) if decision.promoted else {CHALLENGER: version},
             tags,
             {
                 "version": version,
                 "previous_version": champion_version,
-                "action": "promote" if promoted else "reject",
+                "action": action,
                 "reason": f"{reason}: {'; '.join(reasons)}",
                 "actor": actor,
                 "metrics": {
@@ -338,6 +350,67 @@ def gate(
             url,
         )
     return decision
+
+
+def promote_on_live_evidence(
+    report_id: int, actor: str, url: str | None = None
+) -> tuple[str | None, str]:
+    """Promote the challenger if the stored shadow report says it beat the champion.
+
+    Returns (the version promoted or None, why). The report must still describe the
+    aliases: evidence about a champion or challenger that has moved since promotes nothing.
+    The deployments row (action `promote`, reason `shadow: …`) keeps the evidence.
+    """
+    from mlops_platform.monitoring import reports, shadow
+
+    report = reports.load_reports([report_id], url)[report_id]
+    if report.kind != shadow.SHADOW_KIND:
+        raise InvalidInput(f"report {report_id} is a {report.kind} report, not a shadow one")
+    evidence = shadow.from_report(report)
+    if evidence.decision != shadow.CHALLENGER_BETTER:
+        return None, evidence.note
+    name, version = model_name(), evidence.challenger_version
+    client = _client()
+    with _champion_lock(name, url):
+        before = client.get_registered_model(name).aliases
+        now = (before.get(CHAMPION), before.get(CHALLENGER))
+        if now != (evidence.champion_version, version):
+            return None, (
+                f"report {report_id} compares champion v{evidence.champion_version} with"
+                f" challenger v{version}; the aliases now say"
+                f" v{now[0] or 'none'} and v{now[1] or 'none'}"
+            )
+        _record_and_move(
+            client,
+            name,
+            before,
+            _promotion_moves(before, version),
+            {
+                "gate.decision": "promoted on live evidence",
+                "gate.reasons": evidence.note,
+                "gate.champion_version": evidence.champion_version,
+            },
+            {
+                "version": version,
+                "previous_version": evidence.champion_version,
+                "action": "promote",
+                "reason": f"shadow: {evidence.note}",
+                "actor": actor,
+                "metrics": {
+                    "shadow_report_id": report_id,
+                    "window": [evidence.window.start.isoformat(), evidence.window.end.isoformat()],
+                    "labelled": evidence.labelled,
+                    "champion": dict(evidence.champion),
+                    "challenger": dict(evidence.challenger),
+                    "champion_only_right": evidence.champion_only,
+                    "challenger_only_right": evidence.challenger_only,
+                    "mcnemar_p_value": evidence.p_value,
+                    "checks": dict(evidence.checks),
+                },
+            },
+            url,
+        )
+    return version, evidence.note
 
 
 # -- manual changes ----------------------------------------------------------------------
@@ -618,7 +691,8 @@ def gate_deployment(version: str, url: str | None = None) -> Deployment:
                 text(
                     f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608 - a constant
                     " WHERE model_name = :name AND version = :version"
-                    " AND action IN ('promote', 'reject') ORDER BY deployment_id DESC LIMIT 1"
+                    " AND action IN ('promote', 'reject', 'shadow')"
+                    " ORDER BY deployment_id DESC LIMIT 1"
                 ),
                 {"name": name, "version": version},
             )

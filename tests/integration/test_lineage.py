@@ -45,7 +45,9 @@ class Trained:
     predicted_class: str
 
 
-def log_prediction(candidate: Candidate, request_id: str, url: str) -> str:
+def log_prediction(
+    candidate: Candidate, request_id: str, url: str, role: str = logstore.SERVED_ROLE
+) -> str:
     """Score one snapshot row with the registered version and log it as the service does."""
     row = read_snapshot(BASE_DT, url, build_id=candidate.build_id).dropna().iloc[[0]]
     probabilities = registry.load_version(candidate.version).predict_proba(row)
@@ -62,6 +64,7 @@ def log_prediction(candidate: Candidate, request_id: str, url: str) -> str:
         model_name=registry.model_name(),
         model_version=candidate.version,
         latency_ms=2.5,
+        role=role,
     )
     assert logstore.store(logstore.table([batch]), url) == 1
     return str(predicted[0])
@@ -159,25 +162,12 @@ def test_cli_prints_the_lineage_as_json_and_as_tables(trained: Trained) -> None:
 
 
 def test_several_scoring_versions_of_one_request_are_listed_served_first(trained: Trained) -> None:
-    """A role column (shadow scoring) slots in: each logged row becomes one entry."""
+    """A request scored by the champion and, in shadow, by a challenger: one entry each."""
     request_id = str(uuid.uuid4())
+    log_prediction(trained.candidate, request_id, trained.url, role=logstore.SHADOW_ROLE)
     log_prediction(trained.candidate, request_id, trained.url)
-    log_prediction(trained.candidate, request_id, trained.url)  # a later row: the shadow's
-    with db.transaction(trained.url) as connection:
-        connection.execute(text("ALTER TABLE prediction_log ADD COLUMN role VARCHAR(16) NULL"))
-        connection.execute(
-            text(
-                "UPDATE prediction_log SET role = 'shadow' WHERE request_id = :id"
-                " ORDER BY created_at LIMIT 1"
-            ),
-            {"id": request_id},
-        )
-    try:
-        roles = [scored.role for scored in trace(request_id).scored_by]
-        assert roles == ["champion", "shadow"]
-    finally:
-        with db.transaction(trained.url) as connection:
-            connection.execute(text("ALTER TABLE prediction_log DROP COLUMN role"))
+    roles = [scored.role for scored in trace(request_id).scored_by]
+    assert roles == ["champion", "shadow"]
 
 
 def test_snapshot_stays_resolvable_after_a_rebuild_until_it_is_pruned(trained: Trained) -> None:

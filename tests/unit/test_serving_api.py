@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from mlops_platform.config import get_settings
 from mlops_platform.schema import CREDIT_SCORES, FEATURES
 from serving import customers
-from serving.champion import Champion
+from serving.aliases import LoadedModel
 from serving.customers import FeatureStoreUnavailable
 from serving.schemas import EXAMPLE_RECORD, MAX_BATCH
 from serving.validation import MAX_LISTED_ERRORS
@@ -40,21 +40,25 @@ JSON = {"content-type": "application/json"}
 
 
 class FakeSource:
-    """The registry and cache: `version` is where the alias points (None: no champion)."""
+    """The registry and cache of one alias: `version` is where it points (None: unset)."""
 
-    def __init__(self, champion: Champion | None) -> None:
-        self.champion = champion
-        self.version = champion.version if champion else None
+    def __init__(self, loaded: LoadedModel | None, alias: str = "champion") -> None:
+        self.loaded = loaded
+        self.alias, self.model_name = alias, "credit_score"
+        self.version = loaded.version if loaded else None
 
-    def startup(self) -> Champion | None:
-        return self.champion
+    def startup(self) -> LoadedModel | None:
+        return self.loaded
 
     def registered_version(self) -> str | None:
         return self.version
 
-    def load(self, version: str) -> Champion:
-        assert self.champion is not None
-        return replace(self.champion, version=version, loaded_at=datetime.now(UTC))
+    def load(self, version: str) -> LoadedModel:
+        assert self.loaded is not None
+        return replace(self.loaded, version=version, loaded_at=datetime.now(UTC))
+
+    def forget(self) -> None:
+        self.loaded = None
 
 
 class FakeCustomers:
@@ -74,20 +78,29 @@ class FakeCustomers:
 
 
 @pytest.fixture(scope="module")
-def champion() -> Champion:
+def champion() -> LoadedModel:
     frame = labelled_frame(customers=400, months=1)
-    return Champion(
+    return LoadedModel(
         model=fit(frame, iterations=20, depth=3), model_name="credit_score", version="1",
         alias="champion", run_id="run-1", base_dt="2025-03-01", metrics={"test_macro_f1": 0.8},
         loaded_at=datetime.now(UTC), from_cache=False,
     )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def challenger(champion: LoadedModel) -> LoadedModel:
+    """Another model, version 2: its predictions differ from the champion's on some rows."""
+    frame = labelled_frame(customers=400, months=1, seed=11)
+    model = fit(frame, iterations=5, depth=2, seed=3)
+    return replace(champion, model=model, version="2", alias="challenger", run_id="run-2")
+
+
 @pytest.fixture
-def fakes(champion: Champion) -> dict:
+def fakes(champion: LoadedModel) -> dict:
     stored = {**EXAMPLE_RECORD, "customer_id": "CUS_0x1", "month": date(2025, 5, 1)}
     return {
         "source": FakeSource(champion),
+        "challenger": FakeSource(None, "challenger"),
         "table": FakeTable(),
         "customers": FakeCustomers({"CUS_0x1": stored}),
     }
@@ -110,7 +123,11 @@ def running(app, monkeypatch, tmp_path, fakes) -> Iterator[TestClient]:
     monkeypatch.setenv("SERVING_POLL_INTERVAL_S", "0.05")
     monkeypatch.setenv("SERVING_LOG_FLUSH_INTERVAL_S", "0.02")
     get_settings.cache_clear()
-    monkeypatch.setattr(serving.service, "ChampionSource", lambda *_: fakes["source"])
+    monkeypatch.setattr(
+        serving.service,
+        "AliasSource",
+        lambda *_, alias: fakes["source"] if alias == "champion" else fakes["challenger"],
+    )
     monkeypatch.setattr(serving.service, "MariaDBSink", lambda *_: fakes["table"])
     monkeypatch.setattr(serving.service, "CustomerFeatures", lambda *_: fakes["customers"])
     with TestClient(app) as test_client:
@@ -430,3 +447,52 @@ def test_request_ids_are_distinct_version_4_uuids() -> None:
     parsed = [uuid.UUID(request_id) for request_id in ids]
     assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
     assert [str(u) for u in parsed] == ids
+
+
+def test_with_a_challenger_each_request_is_scored_in_shadow_and_the_client_gets_the_champion(
+    app, monkeypatch, tmp_path, fakes, challenger
+):
+    fakes["challenger"] = FakeSource(challenger, "challenger")
+    batch = records(labelled_frame(customers=30, months=1, seed=5))
+    with running(app, monkeypatch, tmp_path, fakes) as client:
+        assert client.get("/metadata").json()["challenger"]["version"] == "2"
+        single = client.post("/predict", json=EXAMPLE_RECORD).json()
+        predictions = [single, *client.post("/predict", json=batch).json()]
+        ids = [p["request_id"] for p in predictions]
+        wait_until(lambda: set(fakes["table"].shadow_rows) == set(ids) == set(fakes["table"].rows))
+
+    assert {p["model_version"] for p in predictions} == {"1"}
+    assert all(p.keys() == single.keys() for p in predictions)
+    for request_id in ids:
+        served, shadow = fakes["table"].rows[request_id], fakes["table"].shadow_rows[request_id]
+        assert (served["role"], served["model_version"]) == ("champion", "1")
+        assert (shadow["role"], shadow["model_version"]) == ("shadow", "2")
+        # The pair shares its key time, and the shadow scored the very same features.
+        assert shadow["created_at"] == served["created_at"]
+        assert logged_features(shadow) == logged_features(served)
+    shadow_classes = [fakes["table"].shadow_rows[i]["predicted_class"] for i in ids]
+    assert shadow_classes != [p["predicted_class"] for p in predictions]  # another model
+
+
+def test_a_removed_challenger_alias_stops_shadow_scoring(
+    app, monkeypatch, tmp_path, fakes, challenger
+):
+    fakes["challenger"] = FakeSource(challenger, "challenger")
+    with running(app, monkeypatch, tmp_path, fakes) as client:
+        assert client.get("/metadata").json()["challenger"]["version"] == "2"
+        fakes["challenger"].version = None
+        wait_until(lambda: client.get("/metadata").json()["challenger"] is None)
+        request_id = client.post("/predict", json=EXAMPLE_RECORD).json()["request_id"]
+        wait_until(lambda: request_id in fakes["table"].rows)
+
+    assert fakes["table"].shadow_rows == {}
+
+
+def test_a_challenger_of_the_champions_version_scores_nothing(app, monkeypatch, tmp_path, fakes):
+    fakes["challenger"] = FakeSource(fakes["source"].loaded, "challenger")
+    with running(app, monkeypatch, tmp_path, fakes) as client:
+        assert client.get("/metadata").json()["challenger"] is None
+        request_id = client.post("/predict", json=EXAMPLE_RECORD).json()["request_id"]
+        wait_until(lambda: request_id in fakes["table"].rows)
+
+    assert fakes["table"].shadow_rows == {}

@@ -22,14 +22,19 @@ from serving.prediction_log import PredictionLogWriter, Spool
 from serving.schemas import EXAMPLE_RECORD
 
 REQUEST_ID = logstore.COLUMNS.index("request_id")
+ROLE = logstore.COLUMNS.index("role")
 FEATURES_ONLY = {name: EXAMPLE_RECORD[name] for name in FEATURE_NAMES}
 
 
 class FakeTable:
-    """`prediction_log` under LOAD DATA … IGNORE: the first row per request_id wins."""
+    """`prediction_log` under LOAD DATA … IGNORE: the first row per request_id and role wins.
+
+    `rows` holds the served rows, `shadow_rows` the challenger's, both by request_id.
+    """
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, str]] = {}  # request_id → column → field as loaded
+        self.shadow_rows: dict[str, dict[str, str]] = {}
         self.batch_sizes: list[int] = []
         self.attempted = 0
         self.down = False
@@ -45,12 +50,13 @@ class FakeTable:
         rows = list(csv.reader(io.StringIO(lines.decode()), delimiter="\t"))
         self.batch_sizes.append(len(rows))
         self.attempted += len(rows)
-        before = len(self.rows)
+        before = len(self.rows) + len(self.shadow_rows)
         for row in rows:
-            self.rows.setdefault(row[REQUEST_ID], dict(zip(logstore.COLUMNS, row, strict=True)))
+            stored = self.shadow_rows if row[ROLE] == logstore.SHADOW_ROLE else self.rows
+            stored.setdefault(row[REQUEST_ID], dict(zip(logstore.COLUMNS, row, strict=True)))
         if self.lose_answers:
             raise ConnectionError("lost connection to MariaDB during query")
-        return len(self.rows) - before
+        return len(self.rows) + len(self.shadow_rows) - before
 
     def load(self, path: Path) -> int:
         return self.write(path.read_bytes())

@@ -37,6 +37,9 @@ def gate_decision_message(deployment: Deployment) -> Notification:
     name, version = deployment.model_name, deployment.version
     if deployment.action == "promote":
         verdict, headline = "promoted to champion", f"promoted version {version} of {name}"
+    elif deployment.action == "shadow":
+        verdict = "passed, scoring in shadow"
+        headline = f"passed version {version} of {name}; it scores in shadow as challenger"
     else:
         verdict, headline = "rejected", f"rejected version {version} of {name}; it stays challenger"
     metrics = deployment.metrics or {}

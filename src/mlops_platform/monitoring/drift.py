@@ -23,6 +23,7 @@ from sqlalchemy import text
 from mlops_platform import db
 from mlops_platform.config import get_settings
 from mlops_platform.errors import InvalidInput
+from mlops_platform.logstore import SERVED_ROWS
 from mlops_platform.monitoring import html_report, reports, runs, statistics
 from mlops_platform.monitoring.reference import Reference, load_reference
 from mlops_platform.monitoring.statistics import Kind
@@ -151,6 +152,7 @@ def count_window(
         " FROM prediction_log"
         " WHERE created_at >= :window_start AND created_at < :window_end"
         " AND model_name = :model_name AND model_version = :model_version"
+        f" AND {SERVED_ROWS}"
     )
     engine = db.get_engine(url)
 

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
-from mlops_platform.logstore import PROBABILITY_COLUMNS
+from mlops_platform.logstore import PROBABILITY_COLUMNS, SERVED_ROWS
 from mlops_platform.monitoring import reports, runs
 from mlops_platform.monitoring.performance import (
     BASELINE_METRIC,
@@ -45,7 +45,8 @@ _SUMS = ", ".join(f"SUM({c} / ({' + '.join(PROBABILITY_COLUMNS)}))" for c in PRO
 EXPECTED_CONFUSION_SQL = text(
     f"SELECT predicted_class, {_SUMS} FROM (SELECT predicted_class, {_SCALED}"  # noqa: S608 - constants
     " FROM prediction_log WHERE created_at >= :window_start AND created_at < :window_end"
-    " AND model_name = :model_name AND model_version = :model_version) AS scaled"
+    f" AND model_name = :model_name AND model_version = :model_version AND {SERVED_ROWS})"
+    " AS scaled"
     " GROUP BY predicted_class"
 )
 
@@ -113,12 +114,13 @@ def _realised_confusion(
     """Actual × predicted counts of the window's predictions whose labels arrived in time."""
     rows = connection.execute(
         text(
-            "SELECT l.credit_score, p.predicted_class, COUNT(*)"
+            "SELECT l.credit_score, p.predicted_class, COUNT(*)"  # noqa: S608 - constants
             " FROM prediction_log p STRAIGHT_JOIN credit_labels l"
             " ON l.customer_id = p.customer_id AND l.month = p.feature_month"
             " WHERE p.created_at >= :window_start AND p.created_at < :window_end"
             " AND p.model_name = :model_name AND p.model_version = :model_version"
             " AND p.created_at >= l.month AND l.observed_at < :labels_until"
+            f" AND {SERVED_ROWS}"
             " GROUP BY l.credit_score, p.predicted_class"
         ),
         {"window_start": window.start, "window_end": window.end, "model_name": model_name,

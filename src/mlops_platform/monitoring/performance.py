@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 
 from mlops_platform import db
 from mlops_platform.config import get_settings
+from mlops_platform.logstore import SERVED_ROWS
 from mlops_platform.monitoring import reports, runs
 from mlops_platform.monitoring.reference import mlflow_client
 from mlops_platform.monitoring.windows import Window, resolve_window
@@ -110,7 +111,7 @@ def _confusion_rows(
         return []
     return connection.execute(
         text(
-            "SELECT p.model_version, DATE(l.observed_at) AS day, p.predicted_class,"
+            "SELECT p.model_version, DATE(l.observed_at) AS day, p.predicted_class,"  # noqa: S608
             " l.credit_score, COUNT(*) AS n"
             " FROM prediction_log p STRAIGHT_JOIN credit_labels l"
             " ON l.customer_id = p.customer_id AND l.month = p.feature_month"
@@ -119,6 +120,7 @@ def _confusion_rows(
             " AND l.observed_at >= :window_start AND l.observed_at < :window_end"
             " AND p.model_name = :model_name"
             " AND (:model_version IS NULL OR p.model_version = :model_version)"
+            f" AND {SERVED_ROWS}"
             " GROUP BY p.model_version, day, p.predicted_class, l.credit_score"
         ),
         {"model_name": model_name, "model_version": model_version,
@@ -132,11 +134,12 @@ def _unmatchable(
 ) -> dict[str, int]:
     rows = connection.execute(
         text(
-            "SELECT model_version, COUNT(*) FROM prediction_log"
+            "SELECT model_version, COUNT(*) FROM prediction_log"  # noqa: S608 - constants
             " WHERE model_name = :model_name"
             " AND created_at >= :window_start AND created_at < :window_end"
             " AND (:model_version IS NULL OR model_version = :model_version)"
             " AND (customer_id IS NULL OR feature_month IS NULL)"
+            f" AND {SERVED_ROWS}"
             " GROUP BY model_version"
         ),
         {"model_name": model_name, "model_version": model_version,

@@ -1,4 +1,4 @@
-"""The report store: drift, performance and estimate reports in `drift_reports`, by window.
+"""The report store: drift, performance, estimate and shadow reports in `drift_reports`.
 
 Each check writes its report here; the decision reads them back by id, and the retrain
 trigger a report caused is recorded on it (which starts the cooldown).
@@ -19,7 +19,7 @@ from mlops_platform.config import get_settings
 from mlops_platform.errors import NotFound
 from mlops_platform.monitoring.windows import Window
 
-ReportKind = Literal["drift", "performance", "estimate"]
+ReportKind = Literal["drift", "performance", "estimate", "shadow"]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 # A label-free estimate stored under this kind is logged with the window's other numbers.
 ESTIMATE_KIND = "estimate"
+SHADOW_KIND = "shadow"
 # The monitoring experiment opens with its charts over the logical dates.
 OVER_TIME_VIEW = "over-time"
 OVER_TIME_STATE = {
@@ -71,6 +72,19 @@ def accuracy_metrics(prefix: str, report: StoredReport) -> dict[str, float]:
     return values
 
 
+def shadow_metrics(report: StoredReport) -> dict[str, float]:
+    """Both models' live metrics on the same labelled requests, on the challenger's run."""
+    stats = report.stats
+    values = {"shadow/labelled": float(report.row_count)}
+    if report.row_count:
+        values["shadow/mcnemar_p"] = float(stats["mcnemar_p_value"])
+        for role in ("champion", "challenger"):
+            values |= {
+                f"shadow/{role}_{key}": float(stats[role][key]) for key in ("accuracy", "macro_f1")
+            }
+    return values
+
+
 def window_metrics(report: StoredReport) -> dict[str, float]:
     """The metrics one stored report contributes to its window's point."""
     if report.kind == "drift":
@@ -79,6 +93,8 @@ def window_metrics(report: StoredReport) -> dict[str, float]:
         return accuracy_metrics("live", report)
     if report.kind == ESTIMATE_KIND:
         return accuracy_metrics("estimated", report)
+    if report.kind == SHADOW_KIND:
+        return shadow_metrics(report)
     raise ValueError(f"no MLflow metrics are defined for {report.kind!r} reports")
 
 

@@ -1,11 +1,12 @@
-"""The model that answers: resolved from the MLflow alias, cached on disk, hot-swapped.
+"""The models that serve: each registry alias resolved, cached on disk, hot-swapped.
 
-Cache layout (shared by the worker processes; every write is a rename, so readers
-never see half a model):
+`champion` answers the requests; `challenger`, when the alias is set, scores them in
+shadow (`serving.shadow`). Cache layout (shared by the worker processes and both aliases;
+every write is a rename, so readers never see half a model):
 
     <cache>/<model name>/v<version>/model/          the downloaded MLflow pyfunc
     <cache>/<model name>/v<version>/champion.json   name, version, run, base date, metrics
-    <cache>/<model name>/champion.json              which version was champion last
+    <cache>/<model name>/<alias>.json               which version held the alias last
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mlops_platform.model import CreditScoreModel
-from mlops_platform.registry import CHAMPION
+from mlops_platform.registry import CHALLENGER, CHAMPION
 from serving.metrics import serving_metrics
 
 METADATA_FILE = "champion.json"
@@ -40,8 +41,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Champion:
-    """A loaded model and the facts `/metadata` reports about it."""
+class LoadedModel:
+    """A loaded model version, the alias it was loaded for, and what `/metadata` reports."""
 
     model: CreditScoreModel
     model_name: str
@@ -58,8 +59,8 @@ class Champion:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
 
-class ChampionSource:
-    """Finds the champion in the MLflow registry and keeps a local copy of each version."""
+class AliasSource:
+    """Finds an alias's version in the MLflow registry and keeps a local copy of each version."""
 
     def __init__(
         self, model_name: str, cache_dir: Path, tracking_uri: str, alias: str = CHAMPION
@@ -85,54 +86,64 @@ class ChampionSource:
             raise
         return str(found.version)
 
-    def load(self, version: str) -> Champion:
+    @property
+    def pointer(self) -> Path:
+        """The file naming the version that held the alias last."""
+        return self.directory / f"{self.alias}.json"
+
+    def load(self, version: str) -> LoadedModel:
         """Load `version`, downloading it into the cache first unless it is there already."""
         version_dir = self.directory / f"v{version}"
         if not (version_dir / METADATA_FILE).exists():
             self._download(version, version_dir)
-        champion = self._load_dir(version_dir, from_cache=False)
-        _write_atomically(self.directory / METADATA_FILE, {"version": version})
+        loaded = self._load_dir(version_dir, from_cache=False)
+        _write_atomically(self.pointer, {"version": version})
         self._prune(keep=version_dir)
-        return champion
+        return loaded
 
-    def load_cached(self) -> Champion | None:
-        """The champion cached last, marked `from_cache`; None when nothing is cached."""
-        pointer = self.directory / METADATA_FILE
-        if not pointer.exists():
+    def load_cached(self) -> LoadedModel | None:
+        """The version cached last for the alias, marked `from_cache`; None when there is none."""
+        if not self.pointer.exists():
             return None
-        version = json.loads(pointer.read_text())["version"]
+        version = json.loads(self.pointer.read_text())["version"]
         return self._load_dir(self.directory / f"v{version}", from_cache=True)
 
-    def startup(self) -> Champion | None:
-        """The registered champion; else the cached one (MLflow down, or unloadable); else None."""
+    def forget(self) -> None:
+        """The alias is gone from the registry: no cached version holds it any more."""
+        self.pointer.unlink(missing_ok=True)
+
+    def startup(self) -> LoadedModel | None:
+        """The registered version; else the cached one (MLflow down, or unloadable); else None."""
         try:
             version = self.registered_version()
         # requests' connection errors are OSErrors; MlflowException wraps the rest.
         except (MlflowException, OSError) as error:
-            log.warning("MLflow unreachable (%s); trying the cached champion", error)
+            log.warning("MLflow unreachable (%s); trying the cached %s", error, self.alias)
             return self._cached_or_none()
         if version is None:
-            log.warning("%s has no alias %r: not ready", self.model_name, self.alias)
+            if self.alias == CHAMPION:
+                log.warning("%s has no alias %r: not ready", self.model_name, self.alias)
+            self.forget()
             return None
         try:
             return self.load(version)
         # Also a model this code cannot use (another flavour, other feature columns).
         except (MlflowException, OSError, TypeError, ValueError) as error:
-            log.error("cannot load %s v%s (%s); trying the cached champion",
-                      self.model_name, version, error)  # fmt: skip
+            log.error("cannot load %s v%s (%s); trying the cached %s",
+                      self.model_name, version, error, self.alias)  # fmt: skip
             return self._cached_or_none()
 
-    def _cached_or_none(self) -> Champion | None:
+    def _cached_or_none(self) -> LoadedModel | None:
         try:
-            champion = self.load_cached()
+            cached = self.load_cached()
         # The last fallback: whatever is wrong with the cache, the service stays up (not
-        # ready, with the reason logged) and the poller keeps trying the registry.
+        # ready without a champion, with the reason logged) and the poller keeps trying.
         except Exception:
-            log.exception("the cached champion in %s cannot be loaded: not ready", self.directory)
+            log.exception("the cached %s in %s cannot be loaded", self.alias, self.directory)
             return None
-        if champion is None:
+        if cached is None and self.alias == CHAMPION:
             log.error("no champion cached in %s either: not ready", self.directory)
-        return champion
+        return cached
 
     def _download(self, version: str, version_dir: Path) -> None:
         client = self._client()
@@ -142,7 +153,6 @@ class ChampionSource:
         metadata = {
             "model_name": self.model_name,
             "version": version,
-            "alias": self.alias,
             "run_id": registered.run_id,
             "base_dt": registered.tags.get("base_dt") or run_tags.get("base_dt"),
             "metrics": {
@@ -168,20 +178,28 @@ class ChampionSource:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _load_dir(self, version_dir: Path, *, from_cache: bool) -> Champion:
-        metadata = json.loads((version_dir / METADATA_FILE).read_text())
+    def _load_dir(self, version_dir: Path, *, from_cache: bool) -> LoadedModel:
+        # Caches written before both aliases shared them recorded an alias of their own.
+        metadata = json.loads((version_dir / METADATA_FILE).read_text()) | {"alias": self.alias}
         model = mlflow.pyfunc.load_model(str(version_dir / "model")).unwrap_python_model()
         if not isinstance(model, CreditScoreModel):
             raise TypeError(
                 f"{self.model_name} v{metadata['version']} is a {type(model).__name__},"
                 " not a CreditScoreModel pyfunc"
             )
-        return Champion(model=model, **metadata, loaded_at=datetime.now(UTC), from_cache=from_cache)
+        return LoadedModel(
+            model=model, **metadata, loaded_at=datetime.now(UTC), from_cache=from_cache
+        )
 
     def _prune(self, keep: Path) -> None:
-        """Delete all but the newest cached versions, and downloads abandoned by a crash."""
+        """Delete all but the newest cached versions (never one an alias points at), and
+        downloads abandoned by a crash."""
+        pointed_at = {keep} | {
+            self.directory / f"v{json.loads(pointer.read_text())['version']}"
+            for pointer in self.directory.glob("*.json")
+        }
         versions = sorted(
-            (p for p in self.directory.glob("v*") if p != keep),
+            (p for p in self.directory.glob("v*") if p not in pointed_at),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )
@@ -202,43 +220,51 @@ def _write_atomically(path: Path, content: dict[str, Any]) -> None:
     os.replace(scratch, path)
 
 
-class ChampionHolder:
-    """Holds the current champion and polls the alias in a thread, swapping in new versions.
+class AliasHolder:
+    """Holds the version an alias points at and polls the alias in a thread, swapping in
+    new versions.
 
-    Requests read `champion` once and use that object throughout, so a swap (one
-    reference assignment) never mixes two models within a request.
+    Requests read `model` once and use that object throughout, so a swap (one reference
+    assignment) never mixes two models within a request. The champion keeps serving when
+    its alias disappears; the challenger is dropped then (shadow scoring stops).
     """
 
-    def __init__(self, source: ChampionSource, poll_interval_s: float) -> None:
+    def __init__(self, source: AliasSource, poll_interval_s: float) -> None:
         self.source = source
         self.poll_interval_s = poll_interval_s
-        self.champion: Champion | None = None
+        self.model: LoadedModel | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="champion-poller", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll, name=f"{source.alias}-poller", daemon=True
+        )
 
     def start(self) -> None:
-        """Load the champion (or the cached one) and start polling."""
-        self.champion = self.source.startup()
+        """Load the alias's version (or the cached one) and start polling."""
+        self.model = self.source.startup()
         self._thread.start()
 
     def refresh(self) -> None:
         """Check the alias once; load and swap in the version it points at if that changed."""
         version = self.source.registered_version()
-        current = self.champion
+        current, alias = self.model, self.source.alias
         if version is None:
-            if current is not None:
-                log.warning("alias %r disappeared; still serving v%s", self.source.alias,
-                            current.version)  # fmt: skip
+            if current is not None and alias == CHALLENGER:
+                log.info("alias %r removed; v%s no longer scores in shadow", alias,
+                         current.version)  # fmt: skip
+                self.model = None
+                self.source.forget()
+            elif current is not None:
+                log.warning("alias %r disappeared; still serving v%s", alias, current.version)
             return
         if current is not None and current.version == version:
             if current.from_cache:
                 # The registry is reachable again and agrees with the cached copy.
-                self.champion = replace(current, from_cache=False)
+                self.model = replace(current, from_cache=False)
             return
-        self.champion = self.source.load(version)
+        self.model = self.source.load(version)
         serving_metrics().reloads.labels(result="success").inc()
         log.info(
-            "champion of %s is now v%s (was %s)", self.source.model_name, version,
+            "%s of %s is now v%s (was %s)", alias, self.source.model_name, version,
             f"v{current.version}" if current else "none",
         )  # fmt: skip
 
@@ -258,6 +284,6 @@ class ChampionHolder:
                 serving_metrics().reloads.labels(result="failure").inc()
                 expected = isinstance(error, (MlflowException, OSError))
                 log.warning(
-                    "checking the champion alias failed (%s); retrying in %ss",
+                    "checking the %s alias failed (%s); retrying in %ss", self.source.alias,
                     error, self.poll_interval_s, exc_info=not expected,
                 )  # fmt: skip

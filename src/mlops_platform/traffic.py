@@ -114,13 +114,15 @@ def simulate(
     model_version: str | None = None,
     at: datetime | str | None = None,
     url: str | None = None,
+    with_challenger: bool = False,
 ) -> TrafficResult:
     """Send `count` records (default: every customer once) of the simulated month.
 
     `service`: POST to `/predict` with customer_id and month, one record per request at
     `rate` requests per second, or in batches of SERVING_MAX_BATCH as fast as it answers.
     `log`: predict with `model` (default: the champion) and insert the rows, created_at
-    from `at` (default: now) onwards, 1/`rate` seconds apart.
+    from `at` (default: now) onwards, 1/`rate` seconds apart; `with_challenger` also logs
+    the `challenger` alias's prediction of each request as role shadow, as the service does.
     """
     generated = traffic_month(customers, month, scenario, seed, start=start, drift_from=drift_from)
     frame = _pick(generated.features, count, seed, month)
@@ -129,7 +131,7 @@ def simulate(
     if target == "log":
         first = utc_naive(at) if at is not None else datetime.now(UTC).replace(tzinfo=None)
         spacing = timedelta(seconds=1 / rate) if rate else LOG_SPACING
-        return _log(frame, month, model, model_version, first, spacing, url)
+        return _log(frame, month, model, model_version, first, spacing, url, with_challenger)
     raise InvalidInput(f"target must be 'service' or 'log', got {target!r}")
 
 
@@ -185,8 +187,8 @@ def _post(
     )
 
 
-def champion_model() -> tuple[CreditScoreModel, str]:
-    """The model holding alias `champion`, loaded from the registry, and its version."""
+def alias_model(alias: str) -> tuple[CreditScoreModel, str]:
+    """The model holding `alias`, loaded from the registry, and its version."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -194,7 +196,7 @@ def champion_model() -> tuple[CreditScoreModel, str]:
 
     tracking.configure()
     name = registry.model_name()
-    version = str(MlflowClient().get_model_version_by_alias(name, registry.CHAMPION).version)
+    version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
     return model, version
 
@@ -207,42 +209,57 @@ def _log(
     first: datetime,
     spacing: timedelta,
     url: str | None,
+    with_challenger: bool = False,
 ) -> TrafficResult:
     from mlops_platform import registry
-    from mlops_platform.model import predicted_classes
 
     if model is None:
-        model, model_version = champion_model()
+        model, model_version = alias_model(registry.CHAMPION)
     elif model_version is None:
         raise ValueError("pass model_version together with model")
     started = time.perf_counter()
-    probabilities = model.predict_proba(frame)
-    latency_ms = (time.perf_counter() - started) * 1_000 / max(len(frame), 1)
-    classes = predicted_classes(probabilities)
     records = [
         {**features, "customer_id": customer_id, "month": month}
         for features, customer_id in zip(feature_records(frame), frame["customer_id"], strict=True)
     ]
-    rows = logstore.table(
-        [
-            logstore.ScoredBatch(
-                records, probabilities, classes, model.unseen_categories(records),
-                request_ids=[str(uuid.uuid4()) for _ in records],
-                created_at=[first + spacing * number for number in range(len(records))],
-                model_name=registry.model_name(),
-                model_version=model_version,
-                latency_ms=latency_ms,
-            )
-        ]
-    )  # fmt: skip
-    logstore.store(rows, url)
+    request_ids = [str(uuid.uuid4()) for _ in records]
+    created_at = [first + spacing * number for number in range(len(records))]
+    scorers = [(model, model_version, logstore.SERVED_ROLE)]
+    if with_challenger:
+        scorers.append((*alias_model(registry.CHALLENGER), logstore.SHADOW_ROLE))
+    batches = [_scored(frame, records, request_ids, created_at, *scorer) for scorer in scorers]
+    logstore.store(logstore.table(batches), url)
     return TrafficResult(
         "log",
-        rows.num_rows,
+        len(records),
         time.perf_counter() - started,
-        dict(Counter(classes.tolist())),
+        dict(Counter(batches[0].predicted_classes)),
         model_version,
     )
+
+
+def _scored(
+    frame: pd.DataFrame,
+    records: list[dict[str, Any]],
+    request_ids: list[str],
+    created_at: list[datetime],
+    model: CreditScoreModel,
+    model_version: str,
+    role: str,
+) -> logstore.ScoredBatch:
+    """One model's predictions of the records, as the service logs them."""
+    from mlops_platform import registry
+    from mlops_platform.model import predicted_classes
+
+    started = time.perf_counter()
+    probabilities = model.predict_proba(frame)
+    latency_ms = (time.perf_counter() - started) * 1_000 / max(len(frame), 1)
+    return logstore.ScoredBatch(
+        records, probabilities, predicted_classes(probabilities).tolist(),
+        model.unseen_categories(records), request_ids, created_at,
+        model_name=registry.model_name(), model_version=model_version,
+        latency_ms=latency_ms, role=role,
+    )  # fmt: skip
 
 
 def deliver_labels(

@@ -141,6 +141,8 @@ def test_monitoring_skips_on_clean_traffic_and_triggers_retraining_on_drift(
     assert clean["state"] == "success", clean["log"]
     assert clean["tasks"]["no_retraining"] == "success"
     assert clean["tasks"]["trigger_retraining"] == "skipped"
+    # No challenger, so nothing was scored in shadow: the live-evidence gate has no work.
+    assert clean["tasks"]["shadow_check"] == clean["tasks"]["shadow_gate"] == "skipped"
     # The accuracy estimate ran beside the checks, with the champion's calibration.
     assert clean["tasks"]["estimate_check"] == "success"
     with db.get_engine(store_url).connect() as connection:
@@ -169,3 +171,58 @@ def test_monitoring_skips_on_clean_traffic_and_triggers_retraining_on_drift(
     assert len(triggered) == 1
     kind, run_id = triggered[0]
     assert kind == "performance" and run_id.startswith("retrain__")
+
+
+def test_monitoring_promotes_a_shadow_challenger_on_live_evidence(
+    airflow_home: Path, store_url: str, use_mlflow: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retrained model passes the gate into shadow, scores June's traffic beside the
+    champion, and the monitoring run promotes it once June's labels show it is better."""
+    from datetime import UTC, datetime, timedelta
+
+    from mlflow import MlflowClient
+
+    from mlops_platform import registry, traffic
+    from mlops_platform.config import get_settings
+    from mlops_platform.training import gate_candidate, train_candidate
+    from mlops_platform.validation import ensure_validated_snapshot
+
+    env = concept_drift_champion(store_url, use_mlflow, monkeypatch)
+    monkeypatch.setenv("GATE_SHADOW_FIRST", "true")
+    monkeypatch.setenv("MLOPS_LOOKBACK_MONTHS", "3")
+    get_settings.cache_clear()
+    ensure_validated_snapshot("2025-07-01")
+    decision = gate_candidate(train_candidate("2025-07-01", reason="drift"))
+    assert decision.in_shadow and not decision.promoted, decision.reasons
+    name, client = registry.model_name(), MlflowClient()
+    before = client.get_registered_model(name).aliases
+    assert before["challenger"] == decision.version != before["champion"]
+    assert registry.gate_deployment(decision.version).action == "shadow"
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    traffic.simulate(800, date(2025, 6, 1), "concept", 600, target="log", with_challenger=True,
+                     at=now - timedelta(hours=2), url=store_url, **CONCEPT_DRIFT)  # fmt: skip
+    traffic.deliver_labels(800, date(2025, 6, 1), "concept", observed_at=now - timedelta(hours=1),
+                           url=store_url, **CONCEPT_DRIFT)  # fmt: skip
+    run = run_dag_test(airflow_home, "monitoring", {**env, "SHADOW_MIN_LABELLED": "300"},
+                       logical_date=now.isoformat())  # fmt: skip
+
+    assert run["state"] == "success", run["log"]
+    assert run["tasks"]["shadow_check"] == run["tasks"]["shadow_gate"] == "success"
+    after = client.get_registered_model(name).aliases
+    assert after["champion"] == decision.version and "challenger" not in after
+    assert after["previous_champion"] == before["champion"]
+    (promotion, *_) = registry.deployment_history(store_url, limit=1)
+    assert (promotion.action, promotion.version, promotion.actor) == (
+        "promote", decision.version, "airflow",
+    )  # fmt: skip
+    assert promotion.reason.startswith("shadow: challenger better")
+    evidence = promotion.metrics
+    assert evidence["labelled"] == 600 and evidence["mcnemar_p_value"] <= 0.05
+    assert evidence["challenger"]["macro_f1"] > evidence["champion"]["macro_f1"] + 0.01
+    with db.get_engine(store_url).connect() as connection:
+        kind, row_count, decided = connection.execute(
+            text("SELECT kind, row_count, decision FROM drift_reports WHERE report_id = :id"),
+            {"id": evidence["shadow_report_id"]},
+        ).one()
+    assert (kind, row_count, decided) == ("shadow", 600, "challenger-better")

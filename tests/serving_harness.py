@@ -7,6 +7,7 @@ group, and stops it by signalling the group (BentoML has an arbiter and workers)
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -76,6 +77,14 @@ def publish(model: CreditScoreModel, frame: pd.DataFrame) -> str:
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         info = model.log_to_mlflow(frame[list(FEATURE_NAMES)])
     return registry.register(info.model_uri, run.info.run_id, {"base_dt": BASE_DT})
+
+
+def metric_total(url: str, name: str) -> float:
+    """A metric's value summed over its samples (and the workers), from the service's /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        exposition = response.read().decode()
+    samples = re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", exposition, re.M)
+    return sum(map(float, samples))
 
 
 def promote(version: str, url: str) -> None:

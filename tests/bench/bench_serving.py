@@ -1,8 +1,15 @@
-"""Prediction service speed with `wrk`: single-record req/s and latency, batch rows/s.
+"""Prediction service speed with `wrk`: single-record req/s and latency, batch rows/s,
+and what shadow scoring costs.
 
 Without --url it starts everything itself: a throwaway MariaDB, an MLflow server, a
 champion trained on small generated data, and `bentoml serve` as `make serve` runs it.
 It also checks that every prediction the service made is in `prediction_log`.
+
+The shadow comparison (its own service only; --shadow-only runs just it) registers a
+second model of the champion's size and measures single records in rounds, without and
+with that model as `challenger`, the order flipped every other round (without, with,
+with, without, …) so that machine noise and a growing log fall on both alike. It checks
+that the challenger logged one shadow row per served one.
 """
 
 from __future__ import annotations
@@ -13,19 +20,24 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
+import mlflow
+import pandas as pd
 from sqlalchemy import text
 
-from mlops_platform import db, tracking
+from mlops_platform import db, logstore, registry, tracking
 from mlops_platform.config import get_settings
 from mlops_platform.mariadb_server import free_port
 from tests.bench.common import console, print_figures, throwaway_store, verdict
@@ -49,6 +61,10 @@ file:close()
 T = TypeVar("T")
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 MODEL = {"iterations": 300, "depth": 6}
+# Workers check the aliases this often (the default is 30 s): the shadow comparison moves
+# `challenger` and waits for every worker to see it.
+POLL_INTERVAL_S = 5
+WARM_UP_S = 3
 
 
 @dataclass(frozen=True)
@@ -92,9 +108,26 @@ def run_wrk(url: str, body: bytes, connections: int, seconds: int, scratch: Path
     )
 
 
-def service_counts(url: str) -> tuple[int, int]:
-    """(records predicted, log rows stored in the database directly or by spool replay),
-    summed over the workers, from one read of /metrics.
+@dataclass(frozen=True)
+class Counts:
+    """What the service counted, summed over its workers."""
+
+    predicted: int  # records the champion predicted
+    shadowed: int  # records the challenger scored in shadow
+    skipped: int  # served records the challenger did not score (its queue was full)
+    stored: int  # log rows, served and shadow, stored in the database directly or by replay
+
+    @property
+    def to_store(self) -> int:
+        """Log rows the predictions make: one per served record, one per shadow score."""
+        return self.predicted + self.shadowed
+
+    def __sub__(self, earlier: Counts) -> Counts:
+        return Counts(*(now - then for now, then in zip(astuple(self), astuple(earlier))))
+
+
+def service_counts(url: str) -> Counts:
+    """The service's counts from one read of /metrics.
 
     The log is counted by the service: polling COUNT(*) on the table instead would scan
     all of it each time and slow down the very inserts being waited for.
@@ -110,7 +143,12 @@ def service_counts(url: str) -> tuple[int, int]:
         total("mlops_prediction_log_rows_total", f'destination="{destination}"')
         for destination in ("database", "replay")
     )
-    return total("mlops_predictions_total"), stored
+    return Counts(
+        total("mlops_predictions_total"),
+        total("mlops_shadow_predictions_total"),
+        total("mlops_shadow_skipped_rows_total"),
+        stored,
+    )
 
 
 def settled(read: Callable[[], T], quiet_s: float = 1.0) -> T:
@@ -123,9 +161,11 @@ def settled(read: Callable[[], T], quiet_s: float = 1.0) -> T:
         previous = current
 
 
-def logged_rows(store_url: str) -> int:
+def logged_rows(store_url: str) -> Counter[str]:
+    """Rows in prediction_log by role (`champion` for served ones, `shadow`)."""
     with db.transaction(store_url) as connection:
-        return connection.execute(text("SELECT COUNT(*) FROM prediction_log")).scalar_one()
+        rows = connection.execute(text("SELECT role, COUNT(*) FROM prediction_log GROUP BY role"))
+        return Counter(dict(rows.tuples()))
 
 
 def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str, dict[str, int]]:
@@ -150,8 +190,7 @@ def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str
     os.environ.update(environment)
     get_settings.cache_clear()
     tracking.configure()
-    frame = labelled_frame(customers=3_000, months=2)
-    promote(publish(fit(frame, **MODEL), frame), store_url)
+    promote(publish(fit(training_frame(), **MODEL), training_frame()), store_url)
 
     service = ServiceProcess(
         {
@@ -159,6 +198,7 @@ def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str
             "SERVING_WORKERS": str(workers),
             "SERVING_CACHE_DIR": str(scratch / "cache"),
             "SERVING_SPOOL_DIR": str(scratch / "spool"),
+            "SERVING_POLL_INTERVAL_S": str(POLL_INTERVAL_S),
         },
         scratch / "service.log",
     ).start()
@@ -168,6 +208,12 @@ def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str
     if (mariadb := mariadb_pid(db.make_url(store_url).port)) is not None:
         processes["MariaDB"] = mariadb
     return service.url, store_url, processes
+
+
+@cache
+def training_frame() -> pd.DataFrame:
+    """The data the champion and the challenger are trained on."""
+    return labelled_frame(customers=3_000, months=2)
 
 
 def mariadb_pid(port: int | None) -> int | None:
@@ -221,7 +267,10 @@ class Measurement:
     wrk: WrkResult
     seconds: int  # how long wrk sent requests
     predicted: int  # records the service predicted (its /metrics counter)
-    logged: int  # rows that reached prediction_log
+    logged: int  # served rows that reached prediction_log
+    shadowed: int  # records the challenger scored in shadow (its /metrics counter)
+    shadow_skipped: int  # served records the challenger did not score
+    shadow_logged: int  # shadow rows that reached prediction_log
     answered: int  # records in responses wrk received with 2xx
     log_lag_s: float  # after wrk stopped, until every prediction was in prediction_log
     cpu_us_per_record: dict[str, float]  # process → CPU µs per predicted record
@@ -242,7 +291,7 @@ def measure(
     url: str, store_url: str, processes: dict[str, int], body: bytes, records: int,
     connections: int, seconds: int, scratch: Path,
 ) -> Measurement:  # fmt: skip
-    before_predicted, before_stored = settled(lambda: service_counts(url))
+    before = settled(lambda: service_counts(url))
     before_logged = logged_rows(store_url)
     before_cpu = {name: tree_cpu_s(root) for name, root in processes.items()}
     before_wrk = children_cpu_s()
@@ -250,37 +299,95 @@ def measure(
     result = run_wrk(url + "/predict", body, connections, seconds, scratch)
     ended = time.monotonic()
     ticks, stolen = (now - then for now, then in zip(cpu_ticks(), before_ticks, strict=True))
-    predicted, caught_up = until_logged(url, before_predicted, before_stored)
+    counts, caught_up = until_logged(url, before)
     # Counted until the log caught up, so storing every row is part of the cost.
     used = {name: tree_cpu_s(root) - before_cpu[name] for name, root in processes.items()}
     used["wrk"] = children_cpu_s() - before_wrk
     logged = logged_rows(store_url) - before_logged  # the audit: rows really in the table
     return Measurement(
-        result, seconds, predicted, logged, result.ok * records, max(0.0, caught_up - ended),
-        {name: seconds_used / predicted * 1e6 for name, seconds_used in used.items()},
+        result, seconds, counts.predicted, logged[logstore.SERVED_ROLE], counts.shadowed,
+        counts.skipped, logged[logstore.SHADOW_ROLE], result.ok * records,
+        max(0.0, caught_up - ended),
+        {name: seconds_used / counts.predicted * 1e6 for name, seconds_used in used.items()},
         stolen / ticks,
     )  # fmt: skip
 
 
 def until_logged(
-    url: str, before_predicted: int, before_stored: int, quiet_s: float = 1.0,
-    timeout_s: float = 120,
-) -> tuple[int, float]:  # fmt: skip
-    """(records predicted, when the log had stored them all), from /metrics every 0.1 s
-    after wrk stopped: until no prediction came for `quiet_s` and every one was stored."""
-    samples: list[tuple[float, int, int]] = []  # (time.monotonic(), predicted, stored)
+    url: str, before: Counts, quiet_s: float = 1.0, timeout_s: float = 120
+) -> tuple[Counts, float]:
+    """(counts since `before`, when the log had stored every row), from /metrics every
+    0.1 s after wrk stopped: until no prediction, served or shadow, came for `quiet_s`
+    and every one was stored."""
+    samples: list[tuple[float, Counts]] = []  # (time.monotonic(), counts since `before`)
     while True:
         now = time.monotonic()
-        predicted, stored = service_counts(url)
-        predicted -= before_predicted
-        samples.append((now, predicted, stored - before_stored))
-        recent = {count for at, count, _ in samples if at >= now - quiet_s}
-        quiet = now - samples[0][0] >= quiet_s and recent == {predicted}
-        if quiet and samples[-1][2] >= predicted:
-            return predicted, next(at for at, _, count in samples if count >= predicted)
+        counts = service_counts(url) - before
+        samples.append((now, counts))
+        recent = {(c.predicted, c.shadowed) for at, c in samples if at >= now - quiet_s}
+        quiet = now - samples[0][0] >= quiet_s and len(recent) == 1
+        if quiet and counts.stored >= counts.to_store:
+            return counts, next(at for at, c in samples if c.stored >= counts.to_store)
         if now - samples[0][0] > timeout_s:
             raise TimeoutError(f"the log did not catch up within {timeout_s:.0f} s")
         time.sleep(0.1)
+
+
+# -- shadow scoring's cost ---------------------------------------------------------------
+
+
+def conditions(rounds: int) -> Iterator[bool]:
+    """Whether a challenger scores in shadow, run by run: without, with, with, without, …
+
+    Each round flips the order of the one before, so a drift in time (a neighbour's load,
+    the log table growing) weighs on both conditions alike, and the alias moves once a round.
+    """
+    for round_number in range(rounds):
+        yield from (True, False) if round_number % 2 else (False, True)
+
+
+def reported_challenger(url: str) -> str | None:
+    """The challenger version that /metadata names (None: none), from whichever worker
+    accepts the new connection that each call opens."""
+    with urllib.request.urlopen(url + "/metadata", timeout=10) as response:
+        challenger = json.load(response)["challenger"]
+    return challenger["version"] if challenger else None
+
+
+def set_challenger(url: str, version: str | None, asks: int = 16, timeout_s: float = 90) -> None:
+    """Point the registry's `challenger` alias at `version` (None removes it), then wait
+    until every worker reports it: each polls the registry alone, so /metadata is asked
+    `asks` times in a row on new connections."""
+    client, name = mlflow.MlflowClient(), registry.model_name()
+    current = client.get_registered_model(name).aliases.get(registry.CHALLENGER)
+    if version is None and current is not None:
+        client.delete_registered_model_alias(name, registry.CHALLENGER)
+    elif version is not None and version != current:
+        client.set_registered_model_alias(name, registry.CHALLENGER, version)
+    deadline = time.monotonic() + timeout_s
+    while not all(reported_challenger(url) == version for _ in range(asks)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every worker reports challenger {version} in /metadata")
+        time.sleep(0.5)
+
+
+def compare_shadow(
+    url: str, store_url: str, processes: dict[str, int], body: bytes,
+    args: argparse.Namespace, scratch: Path,
+) -> dict[bool, list[Measurement]]:  # fmt: skip
+    """Single-record runs without (False) and with (True) a challenger scoring in shadow:
+    a second model of the champion's size, trained with another seed."""
+    console.print("registering a challenger; single records without and with it …")
+    challenger = publish(fit(training_frame(), **MODEL, seed=1), training_frame())
+    runs: dict[bool, list[Measurement]] = {False: [], True: []}
+    for with_challenger in conditions(args.shadow_rounds):
+        set_challenger(url, challenger if with_challenger else None)
+        run_wrk(url + "/predict", body, args.connections, WARM_UP_S, scratch)
+        runs[with_challenger].append(
+            measure(url, store_url, processes, body, 1, args.connections, args.seconds, scratch)
+        )
+    set_challenger(url, None)
+    return runs
 
 
 def main() -> None:
@@ -292,7 +399,17 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=1_000)
     parser.add_argument("--batch-connections", type=int, default=4)
     parser.add_argument("--workers", type=int, default=get_settings().serving_workers)
+    parser.add_argument(
+        "--shadow-only", action="store_true",
+        help="run only the comparison without and with a challenger scoring in shadow",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shadow-rounds", type=int, default=2,
+        help="runs of each condition in that comparison (default: 2)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.url and args.shadow_only:
+        parser.error("--shadow-only needs the bench's own service: it moves `challenger`")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: sudo apt-get install -y wrk")
 
@@ -310,24 +427,42 @@ def main() -> None:
         else:
             console.print("starting MariaDB, MLflow, a champion and the service …")
             url, store_url, processes = start_stack(stack, scratch, args.workers)
-        run_wrk(url + "/predict", single, args.connections, 3, scratch)  # warm-up
-        one = measure(url, store_url, processes, single, 1, args.connections, args.seconds, scratch)
-        many = measure(
-            url, store_url, processes, batch, args.batch_rows, args.batch_connections,
-            args.seconds, scratch,
+        if not args.shadow_only:
+            run_wrk(url + "/predict", single, args.connections, WARM_UP_S, scratch)
+            one = measure(
+                url, store_url, processes, single, 1, args.connections, args.seconds, scratch
+            )
+            many = measure(
+                url, store_url, processes, batch, args.batch_rows, args.batch_connections,
+                args.seconds, scratch,
+            )  # fmt: skip
+        # Another host's registry is not the bench's to change.
+        shadow = None if args.url else compare_shadow(
+            url, store_url, processes, single, args, scratch
         )  # fmt: skip
-    report(args, one, many)
+    if not args.shadow_only:
+        report(args, one, many)
+    if shadow:
+        shadow_report(args, shadow)
+
+
+def all_logged(m: Measurement, in_flight_limit: int) -> bool:
+    """Every prediction logged once, and only those; wrk left at most the in-flight ones."""
+    return m.logged == m.predicted and 0 <= m.cut_off <= in_flight_limit
+
+
+def errors(m: Measurement) -> int:
+    return m.wrk.non_2xx + m.wrk.socket_errors
 
 
 def logging_rows(label: str, m: Measurement, in_flight_limit: int) -> list[tuple[str, ...]]:
     """Errors and the log audit: every prediction logged once, and only those."""
-    errors = m.wrk.non_2xx + m.wrk.socket_errors
     return [
         (f"{label}: errors", f"{m.wrk.non_2xx} non-2xx, {m.wrk.socket_errors} socket", "0",
-         verdict(errors == 0)),
+         verdict(errors(m) == 0)),
         (f"{label}: rows logged", f"{m.logged:,} = predicted {m.predicted:,} (2xx {m.answered:,}"
          f" + {m.cut_off:,} cut off by wrk's stop)", "logged == predicted",
-         verdict(m.logged == m.predicted and 0 <= m.cut_off <= in_flight_limit)),
+         verdict(all_logged(m, in_flight_limit))),
     ]  # fmt: skip
 
 
@@ -371,6 +506,83 @@ def report(args: argparse.Namespace, one: Measurement, many: Measurement) -> Non
              f"{many.wrk.p50_ms:.0f} / {many.wrk.p99_ms:.0f} ms", "", ""),
             *logging_rows(f"{args.batch_rows:,}-record batch", many,
                           args.batch_connections * args.batch_rows),
+        ],
+    )  # fmt: skip
+
+
+
+@dataclass(frozen=True)
+class Medians:
+    """One condition's figures: the median over its runs."""
+
+    p50_ms: float
+    p99_ms: float
+    requests_per_s: float
+    service_cpu_us: float  # CPU µs of the service (workers, arbiter) per served request
+
+    @classmethod
+    def of(cls, runs: list[Measurement]) -> Medians:
+        return cls(
+            *(
+                statistics.median(figure(m) for m in runs)
+                for figure in (
+                    lambda m: m.wrk.p50_ms,
+                    lambda m: m.wrk.p99_ms,
+                    lambda m: m.wrk.requests_per_s,
+                    lambda m: m.cpu_us_per_record.get("service", 0.0),
+                )
+            )
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"p50 {self.p50_ms:.1f} / p99 {self.p99_ms:.1f} ms, {self.requests_per_s:,.0f} req/s,"
+            f" service CPU {self.service_cpu_us:,.0f} µs a request"
+        )
+
+
+def change(before: float, after: float) -> str:
+    return f"{(after - before) / before:+.1%}"
+
+
+def shadow_report(args: argparse.Namespace, runs: dict[bool, list[Measurement]]) -> None:
+    without, with_shadow = Medians.of(runs[False]), Medians.of(runs[True])
+    p99_cost = (with_shadow.p99_ms - without.p99_ms) / without.p99_ms
+    every_run = runs[False] + runs[True]
+    shadow_rows = sum(m.shadow_logged for m in runs[True])
+    served_rows = sum(m.logged for m in runs[True])
+    skipped = sum(m.shadow_skipped for m in runs[True])
+    stray = sum(m.shadow_logged for m in runs[False])  # rows a removed challenger still made
+
+    def per_run(with_challenger: bool) -> str:
+        return ", ".join(f"{m.wrk.p99_ms:.1f}" for m in runs[with_challenger])
+
+    print_figures(
+        f"Shadow scoring's cost: single records, wrk -t2 -c{args.connections} for"
+        f" {args.seconds} s a run, {args.shadow_rounds} runs of each condition in the order"
+        f" {', '.join('with' if c else 'without' for c in conditions(args.shadow_rounds))};"
+        f" medians over the runs. {args.workers} workers on {os.cpu_count()} CPUs; the"
+        f" challenger is a second CatBoost model of {MODEL['iterations']} trees of depth"
+        f" {MODEL['depth']}, batched every {shadow.GATHER_S} s.",
+        [
+            ("without a challenger", str(without), "", ""),
+            ("with a challenger in shadow", str(with_shadow), "", ""),
+            ("p99 of each run (ms)", f"without {per_run(False)}; with {per_run(True)}", "", ""),
+            ("p99 cost of shadow scoring", f"{p99_cost:+.1%} (p50 "
+             f"{change(without.p50_ms, with_shadow.p50_ms)}, req/s "
+             f"{change(without.requests_per_s, with_shadow.requests_per_s)}, service CPU "
+             f"{change(without.service_cpu_us, with_shadow.service_cpu_us)})", "<= +5%",
+             verdict(p99_cost <= 0.05)),
+            ("shadow rows logged in the runs with", f"{shadow_rows:,} = served {served_rows:,}"
+             f" ({skipped:,} skipped; {stray:,} in the runs without)",
+             "shadow == served", verdict(shadow_rows == served_rows and stray == 0)),
+            ("served rows logged, every run", f"{sum(m.logged for m in every_run):,} ="
+             f" predicted {sum(m.predicted for m in every_run):,}", "logged == predicted",
+             verdict(all(all_logged(m, args.connections) for m in every_run))),
+            ("errors, every run", f"{sum(errors(m) for m in every_run)} non-2xx or socket", "0",
+             verdict(not any(errors(m) for m in every_run))),
+            ("CPU stolen by the hypervisor while wrk ran",
+             ", ".join(f"{m.stolen:.0%}" for m in every_run), "", ""),
         ],
     )  # fmt: skip
 

@@ -8,7 +8,6 @@ outage test stops and restarts. Every successful prediction's request_id is kept
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import uuid
@@ -38,6 +37,7 @@ from tests.serving_harness import (
     ServiceProcess,
     fit,
     labelled_frame,
+    metric_total,
     promote,
     publish,
     records,
@@ -109,9 +109,7 @@ class Client:
 
 
 def metric(client: Client, name: str) -> float:
-    """A metric's value summed over its samples (and the workers), from /metrics."""
-    samples = re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", client.get("/metrics").text, re.M)
-    return sum(map(float, samples))
+    return metric_total(client.service.url, name)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 30, message: str = "") -> Any:

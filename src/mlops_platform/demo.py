@@ -5,8 +5,10 @@ twelve months of history end last month, and from five months ago a concept drif
 changes how credit scores follow from behaviour. The first champion is trained the way
 the feature pipeline ran back then (before the drift). Live traffic for last month then
 meets that champion, its labels arrive, the monitoring DAG sees live accuracy fall and
-triggers retraining on recent months, the gate promotes the new model, and the service
-hot-reloads it.
+triggers retraining on recent months. The new model passes the gate into shadow: it
+scores the next traffic beside the champion without answering it, the next monitoring
+run compares the two on the same labelled requests and promotes it on that live
+evidence, and the service hot-reloads it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def pace_environment(size: DemoSize) -> dict[str, str]:
         "TRAIN_TRIALS": str(size.trials),
         "DRIFT_MIN_ROWS": str(size.min_rows),
         "PERFORMANCE_MIN_LABELLED": str(size.min_rows),
+        # A retrained model earns production on live traffic: shadow first, then promotion.
+        "GATE_SHADOW_FIRST": "true",
+        "SHADOW_MIN_LABELLED": str(size.min_rows),
         # Scheduled runs would compete with the story's explicit ones.
         "FEATURE_PIPELINE_SCHEDULE": "none",
         "MONITORING_SCHEDULE": "none",
@@ -147,11 +152,11 @@ def run(size_name: str = "full", stack_name: str = "native") -> None:
     else:
         settings, airflow = attach_to_running_stack()
         where = []
-    first, second = tell_story(settings, size, airflow)
-    step(9, "batch_prediction in Airflow: every active customer scored by the new champion")
+    first, second, evidence = tell_story(settings, size, airflow)
+    step(11, "batch_prediction in Airflow: every active customer scored by the new champion")
     score_in_batch(airflow)
-    step(10, "Summary")
-    print_summary(first, second, where, started)
+    step(12, "Summary")
+    print_summary(first, second, evidence, where, started)
 
 
 def start_native_stack(size: DemoSize) -> tuple[Settings, Any]:
@@ -191,10 +196,12 @@ def attach_to_running_stack() -> tuple[Settings, Any]:
     return settings, airflow
 
 
-def tell_story(settings: Settings, size: DemoSize, airflow: Any) -> tuple[dict, dict]:
-    """Steps 2 to 8: history, first champion, traffic, drift, retraining, hot reload.
+def tell_story(settings: Settings, size: DemoSize, airflow: Any) -> tuple[dict, dict, Any]:
+    """Steps 2 to 10: history, first champion, traffic, drift, retraining, shadow scoring,
+    promotion on live evidence, hot reload.
 
-    Returns the service's metadata for the first and the second champion.
+    Returns the service's metadata for the first and the second champion, and the shadow
+    comparison that promoted the second.
     """
     from mlops_platform import traffic
     from mlops_platform.data.generator import GeneratorConfig, load_into_store
@@ -257,14 +264,34 @@ def tell_story(settings: Settings, size: DemoSize, airflow: Any) -> tuple[dict, 
     )  # fmt: skip
     console.print(f"continuous_training {retraining.dag_run_id} succeeded")
 
-    step(7, "The gate's decision")
+    step(7, "The gate's decision: the new model passes, and scores in shadow first")
     from mlops_platform import registry, tracking
     from mlops_platform.cli_tables import history_table
 
     tracking.configure()
     console.print(history_table(registry.deployment_history(limit=5)))
 
-    step(8, "The service hot-reloads the new champion")
+    step(8, "The challenger scores the same traffic in shadow (logged, never answered)")
+    shadowing = wait_for(
+        lambda: (m := service_metadata(service)) and m["challenger"] and m,
+        "the service to load the challenger", 120, interval=2,
+    )  # fmt: skip
+    time.sleep(settings.serving_poll_interval_s + 2)  # every worker polls on its own
+    shadowed = traffic.simulate(size.customers, drifted_month, "concept", size.drifted_requests,
+                                service_url=service, **population)  # fmt: skip
+    console.print(
+        f"{shadowed.records:,} requests answered by v{shadowing['version']} and scored in"
+        f" shadow by v{shadowing['challenger']['version']}; trace one with"
+        f" `mlops lineage {shadowed.last_request_id}`"
+    )
+    time.sleep(2 * settings.serving_log_flush_interval_s + 1)
+
+    step(9, "monitoring in Airflow: the paired live comparison promotes the challenger")
+    evidence_run = airflow.trigger("monitoring")
+    wait_for(lambda: airflow.finished_run("monitoring", evidence_run), "monitoring", 300)
+    evidence = shadow_evidence()
+
+    step(10, "The service hot-reloads the new champion")
     second = wait_for(
         lambda: (m := service_metadata(service)) and m["version"] != first["version"] and m,
         "the service to pick up the new champion", 120, interval=2,
@@ -273,7 +300,24 @@ def tell_story(settings: Settings, size: DemoSize, airflow: Any) -> tuple[dict, 
     traffic.simulate(size.customers, drifted_month, "concept", size.drifted_requests,
                      service_url=service, **population)  # fmt: skip
     time.sleep(2 * settings.serving_log_flush_interval_s + 1)
-    return first, second
+    return first, second, evidence
+
+
+def shadow_evidence() -> Any:
+    """The shadow report behind the latest promotion, shown as the comparison it records."""
+    from mlops_platform import registry
+    from mlops_platform.cli_tables import shadow_table
+    from mlops_platform.monitoring import reports, shadow
+
+    promotion = next(
+        (d for d in registry.deployment_history(limit=5) if d.reason.startswith("shadow:")), None
+    )
+    if promotion is None:
+        raise RuntimeError("monitoring did not promote the challenger on live evidence")
+    report_id = promotion.metrics["shadow_report_id"]
+    evidence = shadow.from_report(reports.load_reports([report_id])[report_id])
+    console.print(shadow_table(evidence))
+    return evidence
 
 
 def score_in_batch(airflow: Any) -> None:
@@ -312,9 +356,11 @@ def print_urls(where: list[tuple[str, str]]) -> None:
     console.print(urls)
 
 
-def print_summary(first: dict, second: dict, where: list[tuple[str, str]], started: float) -> None:
+def print_summary(
+    first: dict, second: dict, evidence: Any, where: list[tuple[str, str]], started: float
+) -> None:
     from mlops_platform import tracking
-    from mlops_platform.cli_tables import drift_table, performance_table, series_table
+    from mlops_platform.cli_tables import drift_table, performance_table, series_table, shadow_table
     from mlops_platform.monitoring import runs
     from mlops_platform.monitoring.drift import check
     from mlops_platform.monitoring.performance import performance
@@ -333,6 +379,7 @@ def print_summary(first: dict, second: dict, where: list[tuple[str, str]], start
             str(measured.labelled if measured else 0),
         )  # fmt: skip
     console.print(table)
+    console.print(shadow_table(evidence))
     console.print(performance_table(live))
     versions = [str(first["version"]), str(second["version"])]
     for version in versions:  # both versions' latest window joins their monitoring runs

@@ -50,6 +50,7 @@ class TrafficResult:
     seconds: float
     predicted: dict[str, int]
     model_version: str | None = None
+    last_request_id: str | None = None  # of the service's last answer, to trace it
 
 
 def traffic_month(
@@ -153,6 +154,7 @@ def _post(
     ]
     predicted: Counter[str] = Counter()
     versions: set[str] = set()
+    request_ids: deque[str] = deque(maxlen=1)
     started = time.perf_counter()
     with httpx.Client(base_url=base_url, timeout=60) as client:
 
@@ -165,6 +167,7 @@ def _post(
             answer = response.json()
             answers = answer if isinstance(answer, list) else [answer]
             versions.update(p["model_version"] for p in answers if "model_version" in p)
+            request_ids.extend(p["request_id"] for p in answers)
             return answers
 
         if rate:
@@ -184,6 +187,7 @@ def _post(
         dict(predicted),
         # The champion may change mid-run (hot reload): then all versions are listed.
         ",".join(sorted(versions)) or None,
+        request_ids[0] if request_ids else None,
     )
 
 

@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ from contextlib import ExitStack
 from dataclasses import astuple, dataclass
 from functools import cache
 from pathlib import Path
+from statistics import median
 from typing import TypeVar
 
 import mlflow
@@ -40,6 +40,7 @@ from sqlalchemy import text
 from mlops_platform import db, logstore, registry, tracking
 from mlops_platform.config import get_settings
 from mlops_platform.mariadb_server import free_port
+from serving import shadow
 from tests.bench.common import console, print_figures, throwaway_store, verdict
 from tests.servers import start_mlflow_server, stop_process_group
 from tests.serving_harness import (
@@ -123,7 +124,8 @@ class Counts:
         return self.predicted + self.shadowed
 
     def __sub__(self, earlier: Counts) -> Counts:
-        return Counts(*(now - then for now, then in zip(astuple(self), astuple(earlier))))
+        pairs = zip(astuple(self), astuple(earlier), strict=True)
+        return Counts(*(now - then for now, then in pairs))
 
 
 def service_counts(url: str) -> Counts:
@@ -165,7 +167,7 @@ def logged_rows(store_url: str) -> Counter[str]:
     """Rows in prediction_log by role (`champion` for served ones, `shadow`)."""
     with db.transaction(store_url) as connection:
         rows = connection.execute(text("SELECT role, COUNT(*) FROM prediction_log GROUP BY role"))
-        return Counter(dict(rows.tuples()))
+        return Counter({role: count for role, count in rows})
 
 
 def start_stack(stack: ExitStack, scratch: Path, workers: int) -> tuple[str, str, dict[str, int]]:
@@ -247,13 +249,13 @@ def tree_cpu_s(root: int) -> float:
     return sum(t for pid, t in ticks.items() if descends(pid)) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_ticks() -> tuple[int, int]:
-    """(all, stolen) CPU time of the machine so far, from /proc/stat: steal is time the
-    hypervisor gave this VM's virtual CPUs to others, so figures vary with the neighbours."""
+def cpu_ticks() -> tuple[int, int, int]:
+    """(all, idle, stolen) CPU time of the machine so far, from /proc/stat: steal is time
+    the hypervisor gave this VM's virtual CPUs to others, so figures vary with the neighbours."""
     user, nice, system, idle, iowait, irq, softirq, steal = map(
         int, Path("/proc/stat").read_text().split()[1:9]
     )
-    return user + nice + system + idle + iowait + irq + softirq + steal, steal
+    return user + nice + system + idle + iowait + irq + softirq + steal, idle + iowait, steal
 
 
 def children_cpu_s() -> float:
@@ -275,6 +277,7 @@ class Measurement:
     log_lag_s: float  # after wrk stopped, until every prediction was in prediction_log
     cpu_us_per_record: dict[str, float]  # process → CPU µs per predicted record
     stolen: float  # share of the machine's CPU time the hypervisor took while wrk ran
+    idle: float  # share of the machine's CPU time nothing used while wrk ran
 
     @property
     def sustained_per_s(self) -> float:
@@ -298,7 +301,7 @@ def measure(
     before_ticks = cpu_ticks()
     result = run_wrk(url + "/predict", body, connections, seconds, scratch)
     ended = time.monotonic()
-    ticks, stolen = (now - then for now, then in zip(cpu_ticks(), before_ticks, strict=True))
+    ticks, idle, stolen = (now - then for now, then in zip(cpu_ticks(), before_ticks, strict=True))
     counts, caught_up = until_logged(url, before)
     # Counted until the log caught up, so storing every row is part of the cost.
     used = {name: tree_cpu_s(root) - before_cpu[name] for name, root in processes.items()}
@@ -309,7 +312,7 @@ def measure(
         counts.skipped, logged[logstore.SHADOW_ROLE], result.ok * records,
         max(0.0, caught_up - ended),
         {name: seconds_used / counts.predicted * 1e6 for name, seconds_used in used.items()},
-        stolen / ticks,
+        stolen / ticks, idle / ticks,
     )  # fmt: skip
 
 
@@ -437,13 +440,13 @@ def main() -> None:
                 args.seconds, scratch,
             )  # fmt: skip
         # Another host's registry is not the bench's to change.
-        shadow = None if args.url else compare_shadow(
+        compared = None if args.url else compare_shadow(
             url, store_url, processes, single, args, scratch
         )  # fmt: skip
     if not args.shadow_only:
         report(args, one, many)
-    if shadow:
-        shadow_report(args, shadow)
+    if compared:
+        shadow_report(args, compared)
 
 
 def all_logged(m: Measurement, in_flight_limit: int) -> bool:
@@ -510,7 +513,6 @@ def report(args: argparse.Namespace, one: Measurement, many: Measurement) -> Non
     )  # fmt: skip
 
 
-
 @dataclass(frozen=True)
 class Medians:
     """One condition's figures: the median over its runs."""
@@ -518,26 +520,25 @@ class Medians:
     p50_ms: float
     p99_ms: float
     requests_per_s: float
-    service_cpu_us: float  # CPU µs of the service (workers, arbiter) per served request
+    cpu_us: dict[str, float]  # process → CPU µs per served request
 
     @classmethod
     def of(cls, runs: list[Measurement]) -> Medians:
         return cls(
-            *(
-                statistics.median(figure(m) for m in runs)
-                for figure in (
-                    lambda m: m.wrk.p50_ms,
-                    lambda m: m.wrk.p99_ms,
-                    lambda m: m.wrk.requests_per_s,
-                    lambda m: m.cpu_us_per_record.get("service", 0.0),
-                )
-            )
+            median(m.wrk.p50_ms for m in runs),
+            median(m.wrk.p99_ms for m in runs),
+            median(m.wrk.requests_per_s for m in runs),
+            {
+                name: median(m.cpu_us_per_record[name] for m in runs)
+                for name in runs[0].cpu_us_per_record
+            },
         )
 
     def __str__(self) -> str:
+        cpu = " + ".join(f"{name} {us:,.0f}" for name, us in self.cpu_us.items())
         return (
-            f"p50 {self.p50_ms:.1f} / p99 {self.p99_ms:.1f} ms, {self.requests_per_s:,.0f} req/s,"
-            f" service CPU {self.service_cpu_us:,.0f} µs a request"
+            f"p50 {self.p50_ms:.1f} / p99 {self.p99_ms:.1f} ms, {self.requests_per_s:,.0f} req/s;"
+            f" CPU {cpu} = {sum(self.cpu_us.values()):,.0f} µs a request"
         )
 
 
@@ -554,8 +555,11 @@ def shadow_report(args: argparse.Namespace, runs: dict[bool, list[Measurement]])
     skipped = sum(m.shadow_skipped for m in runs[True])
     stray = sum(m.shadow_logged for m in runs[False])  # rows a removed challenger still made
 
-    def per_run(with_challenger: bool) -> str:
-        return ", ".join(f"{m.wrk.p99_ms:.1f}" for m in runs[with_challenger])
+    def per_run(figure: Callable[[Measurement], str]) -> str:
+        return "; ".join(
+            f"{'with' if condition else 'without'} {', '.join(map(figure, runs[condition]))}"
+            for condition in (False, True)
+        )
 
     print_figures(
         f"Shadow scoring's cost: single records, wrk -t2 -c{args.connections} for"
@@ -567,11 +571,11 @@ def shadow_report(args: argparse.Namespace, runs: dict[bool, list[Measurement]])
         [
             ("without a challenger", str(without), "", ""),
             ("with a challenger in shadow", str(with_shadow), "", ""),
-            ("p99 of each run (ms)", f"without {per_run(False)}; with {per_run(True)}", "", ""),
+            ("p99 of each run (ms)", per_run(lambda m: f"{m.wrk.p99_ms:.1f}"), "", ""),
             ("p99 cost of shadow scoring", f"{p99_cost:+.1%} (p50 "
              f"{change(without.p50_ms, with_shadow.p50_ms)}, req/s "
              f"{change(without.requests_per_s, with_shadow.requests_per_s)}, service CPU "
-             f"{change(without.service_cpu_us, with_shadow.service_cpu_us)})", "<= +5%",
+             f"{change(without.cpu_us['service'], with_shadow.cpu_us['service'])})", "<= +5%",
              verdict(p99_cost <= 0.05)),
             ("shadow rows logged in the runs with", f"{shadow_rows:,} = served {served_rows:,}"
              f" ({skipped:,} skipped; {stray:,} in the runs without)",
@@ -581,8 +585,8 @@ def shadow_report(args: argparse.Namespace, runs: dict[bool, list[Measurement]])
              verdict(all(all_logged(m, args.connections) for m in every_run))),
             ("errors, every run", f"{sum(errors(m) for m in every_run)} non-2xx or socket", "0",
              verdict(not any(errors(m) for m in every_run))),
-            ("CPU stolen by the hypervisor while wrk ran",
-             ", ".join(f"{m.stolen:.0%}" for m in every_run), "", ""),
+            ("machine CPU idle / stolen by the hypervisor while wrk ran",
+             per_run(lambda m: f"{m.idle:.0%} / {m.stolen:.0%}"), "", ""),
         ],
     )  # fmt: skip
 

@@ -58,7 +58,7 @@ def test_the_short_demo_closes_the_loop_inside_the_containers(
     timings = [line for line in demo_output.splitlines() if line.startswith(TIMING_LINES)]
     with capsys.disabled():  # the timings and the loop's summary belong in the CI log
         print("\n" + "\n".join(timings))
-        print(demo_output[demo_output.find("10. Summary") - 60 :])
+        print(demo_output[demo_output.find("12. Summary") - 60 :])
     assert "every service healthy" in demo_output
     assert "serving credit_score v1" in demo_output
     assert "serving credit_score v2 (was v1)" in demo_output

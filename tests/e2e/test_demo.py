@@ -52,6 +52,9 @@ def test_the_short_demo_closes_the_level_1_loop(mariadb_server: str, tmp_path: P
         )
         feature_runs = wait_for_asset_triggered_run(tmp_path / "data" / "demo" / "airflow")
         lineage = trace_one_prediction(f"http://127.0.0.1:{ports['SERVING_PORT']}", after)
+        shadowed = re.search(r"trace one with\s+`mlops\s+lineage\s+([0-9a-f-]{36})`", output)
+        assert shadowed, output[-6000:]
+        in_shadow = trace(shadowed.group(1), after)
     finally:
         subprocess.run(
             [sys.executable, "-m", "mlops_platform", "stack", "down"], env=env, timeout=120
@@ -70,6 +73,16 @@ def test_the_short_demo_closes_the_level_1_loop(mariadb_server: str, tmp_path: P
     assert served["snapshot"]["resolvable"], served["snapshot"]
     assert served["training_dag_run"]["run_id"], served
     assert any(decision["action"] == "promote" for decision in served["deployments"]), served
+    # A request of the shadow phase: answered by v1, scored in shadow by v2, which the
+    # gate first put in shadow and live evidence then promoted.
+    assert re.search(r"Shadow:\s+champion\s+v1\s+against\s+challenger\s+v2", output), output[-6000:]
+    assert "challenger-better" in output
+    champion, challenger = in_shadow["scored_by"]
+    assert (champion["role"], champion["model_version"]) == ("champion", "1")
+    assert (challenger["role"], challenger["model_version"]) == ("shadow", "2")
+    decisions = [(d["action"], d["reason"]) for d in challenger["deployments"]]
+    assert [action for action, _ in decisions] == ["shadow", "promote"], decisions
+    assert decisions[1][1].startswith("shadow: challenger better"), decisions
 
 
 def run_beside_the_stack(arguments: list[str], env: dict[str, str], tmp_path: Path) -> str:
@@ -87,7 +100,11 @@ def trace_one_prediction(service_url: str, env: dict[str, str], timeout: float =
     """`mlops lineage --json` of a prediction made now, once the service has logged it."""
     answer = httpx.post(f"{service_url}/predict", json=EXAMPLE_RECORD, timeout=30)
     answer.raise_for_status()
-    request_id = answer.json()["request_id"]
+    return trace(answer.json()["request_id"], env, timeout)
+
+
+def trace(request_id: str, env: dict[str, str], timeout: float = 30) -> dict:
+    """`mlops lineage REQUEST_ID --json`, once the service has logged the request."""
     command = [sys.executable, "-m", "mlops_platform", "lineage", request_id, "--json"]
     deadline = time.monotonic() + timeout
     while True:  # the log writer inserts in the background, within a second or so

@@ -167,7 +167,7 @@ def _post(
             answer = response.json()
             answers = answer if isinstance(answer, list) else [answer]
             versions.update(p["model_version"] for p in answers if "model_version" in p)
-            request_ids.extend(p["request_id"] for p in answers)
+            request_ids.extend(p["request_id"] for p in answers if "request_id" in p)
             return answers
 
         if rate:

@@ -18,7 +18,7 @@ EXPECTED_TASKS = {
     "continuous_training": {"validate_snapshot", "train", "champion_gate", "publish_decision"},
     "monitoring": {
         "drift_check", "performance_check", "estimate_check", "decide",
-        "trigger_retraining", "record_trigger", "no_retraining",
+        "trigger_retraining", "record_trigger", "no_retraining", "shadow_check", "shadow_gate",
     },
     "batch_prediction": {"score_customers"},
     "ingest": {"ingest_file"},

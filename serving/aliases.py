@@ -123,7 +123,8 @@ class AliasSource:
         if version is None:
             if self.alias == CHAMPION:
                 log.warning("%s has no alias %r: not ready", self.model_name, self.alias)
-            self.forget()
+            else:
+                self.forget()  # no challenger: nothing scores in shadow after a restart either
             return None
         try:
             return self.load(version)

@@ -13,6 +13,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -20,10 +23,11 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+import pytest
 from catboost import CatBoostClassifier
 
-from mlops_platform import registry, stack
-from mlops_platform.config import PROJECT_ROOT, Settings
+from mlops_platform import registry, stack, tracking
+from mlops_platform.config import PROJECT_ROOT, Settings, get_settings
 from mlops_platform.data.generator import GeneratorConfig, generate_months
 from mlops_platform.mariadb_server import free_port
 from mlops_platform.model import (
@@ -77,6 +81,40 @@ def publish(model: CreditScoreModel, frame: pd.DataFrame) -> str:
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         info = model.log_to_mlflow(frame[list(FEATURE_NAMES)])
     return registry.register(info.model_uri, run.info.run_id, {"base_dt": BASE_DT})
+
+
+@contextmanager
+def module_settings(
+    mlflow_server: str, store_url: str, prefix: str, extra: dict[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """One test module's settings, in this process's environment and for its service: its
+    own model and experiments on the session's MLflow server, its store, and `extra`."""
+    suffix = uuid.uuid4().hex[:10]
+    values = {
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "MLFLOW_EXPERIMENT": f"{prefix}_{suffix}",
+        "MLFLOW_MONITORING_EXPERIMENT": f"{prefix}_monitoring_{suffix}",
+        "MODEL_NAME": f"{prefix}_{suffix}",
+        "FEATURE_STORE_URL": store_url,
+        **(extra or {}),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            patch.setenv(name, value)
+        get_settings.cache_clear()
+        tracking.configure()
+        yield values
+    get_settings.cache_clear()
+
+
+def service_settings(directory: Path) -> dict[str, str]:
+    """A test service: two workers, cache and spool in `directory`, aliases polled often."""
+    return {
+        "SERVING_WORKERS": "2",
+        "SERVING_CACHE_DIR": str(directory / "cache"),
+        "SERVING_SPOOL_DIR": str(directory / "spool"),
+        "SERVING_POLL_INTERVAL_S": "0.5",
+    }
 
 
 def metric_total(url: str, name: str) -> float:

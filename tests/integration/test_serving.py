@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,8 +25,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from sqlalchemy import bindparam, text
 
-from mlops_platform import db, registry, tracking
-from mlops_platform.config import get_settings
+from mlops_platform import db, registry
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
 from mlops_platform.mariadb_server import LocalMariaDB, free_port, start_local_mariadb
 from serving.schemas import EXAMPLE_RECORD
@@ -38,9 +36,11 @@ from tests.serving_harness import (
     fit,
     labelled_frame,
     metric_total,
+    module_settings,
     promote,
     publish,
     records,
+    service_settings,
 )
 
 CUSTOMERS = 200
@@ -138,20 +138,8 @@ def log_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogStore]:
 @pytest.fixture(scope="module")
 def environment(mlflow_server: str, log_store: LogStore) -> Iterator[dict[str, str]]:
     """MLflow and store settings of this module, for pytest and for the service."""
-    suffix = uuid.uuid4().hex[:10]
-    values = {
-        "MLFLOW_TRACKING_URI": mlflow_server,
-        "MLFLOW_EXPERIMENT": f"serving_{suffix}",
-        "MODEL_NAME": f"serving_{suffix}",
-        "FEATURE_STORE_URL": log_store.url,
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in values.items():
-            patch.setenv(name, value)
-        get_settings.cache_clear()
-        tracking.configure()
+    with module_settings(mlflow_server, log_store.url, "serving") as values:
         yield values
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +152,7 @@ def service(environment: dict[str, str], service_dir: Path) -> Iterator[ServiceP
     process = ServiceProcess(
         {
             **environment,
-            "SERVING_WORKERS": "2",
-            "SERVING_CACHE_DIR": str(service_dir / "cache"),
-            "SERVING_SPOOL_DIR": str(service_dir / "spool"),
-            "SERVING_POLL_INTERVAL_S": "0.5",
+            **service_settings(service_dir),
             # Long enough that rows are still queued when the shutdown test stops it.
             "SERVING_LOG_FLUSH_INTERVAL_S": "2",
         },

@@ -8,7 +8,6 @@ this module; the promotion is picked up by its alias pollers, with no restart.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,8 +18,7 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import text
 
-from mlops_platform import db, lineage, registry, tracking
-from mlops_platform.config import get_settings
+from mlops_platform import db, lineage, registry
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
 from mlops_platform.monitoring import runs, shadow
 from mlops_platform.schema import TARGET
@@ -31,8 +29,10 @@ from tests.serving_harness import (
     fit,
     labelled_frame,
     metric_total,
+    module_settings,
     promote,
     publish,
+    service_settings,
 )
 
 CUSTOMERS = 600
@@ -41,25 +41,12 @@ CUSTOMERS = 600
 @pytest.fixture(scope="module")
 def environment(mlflow_server: str, module_store_url: str) -> Iterator[dict[str, str]]:
     """This module's registry model and store, for pytest and for the service."""
-    suffix = uuid.uuid4().hex[:10]
-    values = {
-        "MLFLOW_TRACKING_URI": mlflow_server,
-        "MLFLOW_EXPERIMENT": f"shadow_{suffix}",
-        "MLFLOW_MONITORING_EXPERIMENT": f"shadow_monitoring_{suffix}",
-        "MODEL_NAME": f"shadow_{suffix}",
-        "FEATURE_STORE_URL": module_store_url,
-        "SHADOW_MIN_LABELLED": "300",
-    }
     load_into_store(
         GeneratorConfig(customers=CUSTOMERS, months=2, start=date(2025, 1, 1)), module_store_url
     )
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in values.items():
-            patch.setenv(name, value)
-        get_settings.cache_clear()
-        tracking.configure()
+    extra = {"SHADOW_MIN_LABELLED": "300"}
+    with module_settings(mlflow_server, module_store_url, "shadow", extra) as values:
         yield values
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +69,7 @@ def versions(environment: dict[str, str], module_store_url: str) -> dict[str, st
 def service(environment, versions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     directory: Path = tmp_path_factory.mktemp("shadow-service")
     process = ServiceProcess(
-        {
-            **environment,
-            "SERVING_WORKERS": "2",
-            "SERVING_CACHE_DIR": str(directory / "cache"),
-            "SERVING_SPOOL_DIR": str(directory / "spool"),
-            "SERVING_POLL_INTERVAL_S": "0.5",
-        },
-        directory / "service.log",
+        {**environment, **service_settings(directory)}, directory / "service.log"
     ).start()
     try:
         process.wait("/readyz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from types import SimpleNamespace
 
@@ -86,6 +87,29 @@ def test_a_rejection_mail_says_the_version_stays_challenger_and_which_check_fail
     assert "Judged against: no champion" in mail.body
     assert "class_share FAILED" in mail.body
     assert any(line.split() == ["macro_f1", "0.7012", "-"] for line in mail.body.splitlines())
+
+
+def test_a_promotion_on_live_evidence_mails_both_models_live_metrics() -> None:
+    live = replace(
+        deployment("promote", "5"),
+        reason="shadow: challenger better: macro_f1 0.8100 against 0.5200 (+0.2900)",
+        metrics={
+            "shadow_report_id": 9, "labelled": 900, "mcnemar_p_value": 1e-12,
+            "champion": {"macro_f1": 0.52}, "challenger": {"macro_f1": 0.81},
+            "checks": {"significant": True},
+        },
+    )  # fmt: skip
+    mail = gate_decision_message(live)
+    assert mail.subject == "[mlops] credit_score v7 promoted to champion"
+    assert "Reason: shadow: challenger better" in mail.body
+    assert any(line.split() == ["macro_f1", "0.8100", "0.5200"] for line in mail.body.splitlines())
+    assert "significant passed" in mail.body
+
+
+def test_a_shadow_mail_says_the_version_passed_and_scores_in_shadow() -> None:
+    mail = gate_decision_message(deployment("shadow", "5"))
+    assert mail.subject == "[mlops] credit_score v7 passed, scoring in shadow"
+    assert "it scores in shadow as challenger" in mail.body
 
 
 def test_a_drift_retrain_mail_carries_the_reports_drifted_features() -> None:

@@ -43,7 +43,9 @@ def gate_decision_message(deployment: Deployment) -> Notification:
     else:
         verdict, headline = "rejected", f"rejected version {version} of {name}; it stays challenger"
     metrics = deployment.metrics or {}
-    candidate, champion = metrics.get("candidate") or {}, metrics.get("champion") or {}
+    # A promotion on live evidence records the challenger's live metrics as the candidate's.
+    candidate = metrics.get("candidate") or metrics.get("challenger") or {}
+    champion = metrics.get("champion") or {}
     against = f"v{deployment.previous_version}" if deployment.previous_version else "no champion"
     lines = [
         f"The champion gate {headline}.",

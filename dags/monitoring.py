@@ -15,11 +15,13 @@ challenger's predictions of the same labelled requests (SHADOW_WINDOW_DAYS back)
 stores their accuracy, macro-F1 and McNemar's test as a report; `shadow_gate` reads that
 report by id and promotes the challenger when it says the challenger is better (an event
 on the champion asset, as the training gate's). Without a challenger both are skipped.
+A challenger answering canary customers (SERVING_CANARY_SHARE) has a live-accuracy report
+of its own: `canary_check` removes its alias when that report says it degraded.
 
 All windows end at the run's logical date, so a re-run judges the same window.
 CLI equivalent: `mlops drift check`, `mlops monitor performance`, `mlops monitor estimate`,
 `mlops monitor decide DRIFT_REPORT PERFORMANCE_REPORTS…`, `mlops monitor shadow`,
-`mlops model promote-live REPORT`.
+`mlops model promote-live REPORT`, `mlops model stop-canary PERFORMANCE_REPORTS…`.
 """
 
 from __future__ import annotations
@@ -121,7 +123,20 @@ def monitoring():
             reasons.append(f"report {report_id}: {why}")
         raise AirflowSkipException("; ".join(reasons))
 
-    decision = decide(drift_check(), performance_check())
+    @task
+    def canary_check(performance_report_ids: list[int]) -> str:
+        from airflow.exceptions import AirflowSkipException
+
+        from mlops_platform.registry import stop_degraded_canary
+
+        version, why = stop_degraded_canary(performance_report_ids, actor="airflow")
+        if version is None:
+            raise AirflowSkipException(why)
+        return version
+
+    performance_report_ids = performance_check()
+    decision = decide(drift_check(), performance_report_ids)
+    canary_check(performance_report_ids)
     estimate_check()
     shadow_gate(shadow_check())
     decision >> trigger_retraining >> record_trigger()

@@ -28,6 +28,7 @@ with bentoml.importing():
 
     from mlops_platform import logstore, registry
     from mlops_platform.config import get_settings
+    from mlops_platform.logstore import CANARY_ROLE, CHAMPION_ROLE
     from mlops_platform.model import predicted_classes
     from mlops_platform.schema import CREDIT_SCORES
     from serving.aliases import AliasHolder, AliasSource, LoadedModel
@@ -54,7 +55,7 @@ with bentoml.importing():
         PredictRequest,
         PredictResponse,
     )
-    from serving.shadow import ServedRequest, ShadowScorer
+    from serving.shadow import ServedRequest, ShadowScorer, in_canary
     from serving.validation import Rejected
 
 # Serves GET routes next to BentoML's POST-only APIs; BentoML adds them to /docs.json.
@@ -102,6 +103,7 @@ class CreditScoreService:
         self.shadow = ShadowScorer(
             self.challengers, self.log, queue_max=settings.serving_shadow_queue_max
         )
+        self.canary_share = settings.serving_canary_share
         self.customers = CustomerFeatures(
             read_urls(settings.feature_store_url, settings.feature_store_read_url),
             settings.serving_customer_cache_ttl_s,
@@ -190,20 +192,54 @@ class CreditScoreService:
     def _predict(
         self, champion: LoadedModel, records: Sequence[dict[str, Any]], started: float
     ) -> list[dict[str, Any]]:
-        """Predict, then queue one log row per record and the records for the challenger;
-        returns the predictions."""
-        model = champion.model
+        """Answer every record, canary customers' with the challenger and the rest with the
+        champion; queue their log rows, and the champion's records for the challenger to
+        score in shadow. Returns the predictions in request order."""
+        request_ids = new_request_ids(len(records))
+        created_at = datetime.now(UTC).replace(tzinfo=None)
+        everyone = range(len(records))
+        routes = [(champion, CHAMPION_ROLE, everyone)]
+        challenger = self.challengers.model
+        if self.canary_share and challenger and challenger.version != champion.version:
+            share = self.canary_share
+            canary = [i for i in everyone if in_canary(records[i].get("customer_id"), share)]
+            if canary:
+                chosen = set(canary)
+                rest = [i for i in everyone if i not in chosen]
+                routes = [(champion, CHAMPION_ROLE, rest), (challenger, CANARY_ROLE, canary)]
+        predictions: list[dict[str, Any]] = [{}] * len(records)
+        for loaded, role, positions in routes:
+            if not positions:
+                continue
+            part, ids = [records[i] for i in positions], [request_ids[i] for i in positions]
+            answered = self._answer(loaded, role, part, ids, created_at, started)
+            for position, prediction in zip(positions, answered, strict=True):
+                predictions[position] = prediction
+            if role == CHAMPION_ROLE:
+                self.shadow.submit(ServedRequest(part, ids, created_at, champion.version))
+        return predictions
+
+    def _answer(
+        self,
+        loaded: LoadedModel,
+        role: str,
+        records: Sequence[dict[str, Any]],
+        request_ids: list[str],
+        created_at: datetime,
+        started: float,
+    ) -> list[dict[str, Any]]:
+        """Predict the records with one model and queue their log rows under `role`."""
+        model = loaded.model
         probabilities = model.predict_records(records)
         classes = predicted_classes(probabilities).tolist()
         unseen = model.unseen_categories(records)
-        request_ids = new_request_ids(len(records))
         predictions = [
             {
                 "request_id": request_id,
                 "predicted_class": predicted,
                 "probabilities": dict(zip(CREDIT_SCORES, row, strict=True)),
-                "model_name": champion.model_name,
-                "model_version": champion.version,
+                "model_name": loaded.model_name,
+                "model_version": loaded.version,
                 "customer_id": record.get("customer_id"),
                 "feature_month": record.get("month"),
                 "unseen_categories": unseen_here,
@@ -212,20 +248,17 @@ class CreditScoreService:
                 records, probabilities.tolist(), classes, unseen, request_ids, strict=True
             )
         ]
-        created_at = datetime.now(UTC).replace(tzinfo=None)
         self.log.submit(
             logstore.ScoredBatch(
                 records, probabilities, classes, unseen, request_ids,
                 created_at=created_at,
-                model_name=champion.model_name,
-                model_version=champion.version,
+                model_name=loaded.model_name,
+                model_version=loaded.version,
                 latency_ms=(time.perf_counter() - started) * 1000,
+                role=role,
             )
         )  # fmt: skip
-        self.shadow.submit(ServedRequest(records, request_ids, created_at, champion.version))
-        serving_metrics().predictions.labels(champion.model_name, champion.version).inc(
-            len(records)
-        )
+        serving_metrics().predictions.labels(loaded.model_name, loaded.version).inc(len(records))
         return predictions
 
 

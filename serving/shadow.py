@@ -1,4 +1,7 @@
-"""Shadow scoring: the challenger scores every served request, off the request path.
+"""The challenger on live traffic: shadow scoring of every request, and canary routing.
+
+`in_canary` picks the customers the challenger answers itself (SERVING_CANARY_SHARE,
+sticky: a hash of the customer id decides, so a customer always gets the same model).
 
 A request hands its records to `ShadowScorer.submit` after the champion answered; that
 only appends to a bounded queue. A scorer thread takes everything queued, scores it with
@@ -12,6 +15,7 @@ predictions and their log never wait for the challenger.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -31,6 +35,14 @@ from serving.prediction_log import PredictionLogWriter
 GATHER_S = 0.05
 CLOSE_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
+
+
+def in_canary(customer_id: str | None, share: float) -> bool:
+    """Whether the customer is in the canary share; records without an id never are."""
+    if not customer_id or share <= 0:
+        return False
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < share * 2**64
 
 
 @dataclass(frozen=True)

@@ -439,6 +439,15 @@ def model_promote_live(report_id: int) -> None:
     console.print(f"champion is now v{promoted}: {why}" if promoted else f"no promotion: {why}")
 
 
+@model.command("stop-canary")
+@click.argument("performance_reports", nargs=-1, required=True, type=click.IntRange(min=1))
+def model_stop_canary(performance_reports: tuple[int, ...]) -> None:
+    """Remove the challenger if one of PERFORMANCE_REPORTS (`mlops monitor performance`)
+    says its canary traffic degraded; recorded as canary_rollback."""
+    stopped, why = _registry().stop_degraded_canary(performance_reports, actor=getpass.getuser())
+    console.print(f"challenger v{stopped} removed: {why}" if stopped else f"canary kept: {why}")
+
+
 @model.command("rollback")
 @click.option("--reason", default="manual rollback", show_default=True)
 def model_rollback(reason: str) -> None:

@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Served records waiting for the challenger before some go unscored.",
     )
+    serving_canary_share: float = Field(
+        0,
+        ge=0,
+        le=1,
+        description="Share of customers (sticky by id) the challenger answers itself; 0: none.",
+    )
     serving_customer_cache_ttl_s: float = Field(
         60, ge=0, description="How long by-customer lookups reuse features read from the store."
     )

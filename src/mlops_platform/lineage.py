@@ -19,7 +19,7 @@ from mlops_platform import db
 from mlops_platform.config import get_settings
 from mlops_platform.errors import InvalidInput, NotFound
 from mlops_platform.features import SnapshotBuild, get_build, prune_builds, stored_rows
-from mlops_platform.logstore import PROBABILITY_COLUMNS, SERVED_ROLE
+from mlops_platform.logstore import PROBABILITY_COLUMNS, SHADOW_ROLE
 from mlops_platform.registry import Deployment
 from mlops_platform.schema import CREDIT_SCORES, FEATURE_NAMES
 
@@ -82,7 +82,8 @@ class SnapshotLineage:
 
 @dataclass(frozen=True)
 class ScoredBy:
-    """One model version that scored the request (role `champion` is what the client got)."""
+    """One model version that scored the request: `champion` or `canary` answered the
+    client, `shadow` scored it beside the champion without answering."""
 
     role: str
     model_name: str
@@ -136,7 +137,8 @@ def trace(request_id: str, url: str | None = None) -> RequestLineage:
         ).mappings().all()  # fmt: skip
         if not rows:
             raise UnknownRequest(f"no prediction is logged under request id {request_id!r}")
-        rows = sorted(rows, key=lambda row: (row["role"] != SERVED_ROLE, row["role"]))
+        # The served row (champion or canary) first, then the shadow's.
+        rows = sorted(rows, key=lambda row: row["role"] == SHADOW_ROLE)
         client = _mlflow_client()
         scored_by = tuple(_scored_by(connection, client, row) for row in rows)
     first = rows[0]

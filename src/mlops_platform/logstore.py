@@ -33,7 +33,7 @@ COLUMNS = (
     *FEATURE_COLUMNS, "role",
 )  # fmt: skip
 ROLES = ("champion", "shadow", "canary")
-SERVED_ROLE, SHADOW_ROLE = "champion", "shadow"
+CHAMPION_ROLE, SHADOW_ROLE, CANARY_ROLE = ROLES
 # The rows whose prediction a client got (no prefix needed: only prediction_log has a role).
 SERVED_ROWS = "role <> 'shadow'"
 # NULL travels as an empty field. No stored value is an empty string: ids, categories and
@@ -48,7 +48,7 @@ LOAD_LOG_FILE = text(
     + ") SET "
     + ", ".join(f"{c} = NULLIF(@{c}, '')" for c in NULLABLE)
     # Lines spooled before the log recorded roles end before this field: they were served.
-    + f", role = COALESCE(NULLIF(@role, ''), '{SERVED_ROLE}')"
+    + f", role = COALESCE(NULLIF(@role, ''), '{CHAMPION_ROLE}')"
 )
 # Arrow writes a load file 3x faster than Python's csv module (measured: 2.5 against
 # 8 ms per 1,000 rows); strings are quoted, NULL is an empty field.
@@ -86,7 +86,7 @@ class ScoredBatch:
     model_name: str
     model_version: str
     latency_ms: float
-    role: str = SERVED_ROLE
+    role: str = CHAMPION_ROLE
 
     def __len__(self) -> int:
         return len(self.records)

@@ -413,6 +413,57 @@ def promote_on_live_evidence(
     return version, evidence.note
 
 
+def stop_degraded_canary(
+    performance_report_ids: Iterable[int], actor: str, url: str | None = None
+) -> tuple[str | None, str]:
+    """Remove the `challenger` alias when its live accuracy degraded; (the version, why).
+
+    Only canary traffic gives the challenger a performance report (shadow rows are not
+    served), so a `degraded` one means the customers it answered got worse answers than
+    its test metrics promised. Removing the alias stops both its canary and its shadow
+    scoring; the champion is untouched. Recorded as `canary_rollback`.
+    """
+    from mlops_platform.monitoring import reports
+
+    found = reports.load_reports(list(performance_report_ids), url).values()
+    name = model_name()
+    client = _client()
+    with _champion_lock(name, url):
+        before = client.get_registered_model(name).aliases
+        challenger = before.get(CHALLENGER)
+        if challenger is None:
+            return None, "there is no challenger"
+        report = next(
+            (r for r in found if r.kind == "performance" and r.model_version == challenger), None
+        )
+        if report is None:
+            return None, f"no labelled canary predictions of challenger v{challenger}"
+        if report.decision != "degraded":
+            return None, f"canary v{challenger} is {report.decision}: {report.stats['note']}"
+        _record_and_move(
+            client,
+            name,
+            before,
+            {CHALLENGER: None},
+            {"gate.decision": "canary rolled back", "gate.reasons": report.stats["note"]},
+            {
+                "version": challenger,
+                "previous_version": before.get(CHAMPION),
+                "action": "canary_rollback",
+                "reason": f"canary: {report.stats['note']}",
+                "actor": actor,
+                "metrics": {
+                    "performance_report_id": report.report_id,
+                    "labelled": report.row_count,
+                    "live": report.stats["metrics"],
+                    "baseline_test_macro_f1": report.stats["baseline_test_macro_f1"],
+                },
+            },
+            url,
+        )
+    return challenger, report.stats["note"]
+
+
 # -- manual changes ----------------------------------------------------------------------
 
 

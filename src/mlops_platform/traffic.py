@@ -228,7 +228,7 @@ def _log(
     ]
     request_ids = [str(uuid.uuid4()) for _ in records]
     created_at = [first + spacing * number for number in range(len(records))]
-    scorers = [(model, model_version, logstore.SERVED_ROLE)]
+    scorers = [(model, model_version, logstore.CHAMPION_ROLE)]
     if with_challenger:
         scorers.append((*alias_model(registry.CHALLENGER), logstore.SHADOW_ROLE))
     batches = [_scored(frame, records, request_ids, created_at, *scorer) for scorer in scorers]

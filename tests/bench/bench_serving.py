@@ -37,8 +37,9 @@ import mlflow
 import pandas as pd
 from sqlalchemy import text
 
-from mlops_platform import db, logstore, registry, tracking
+from mlops_platform import db, registry, tracking
 from mlops_platform.config import get_settings
+from mlops_platform.logstore import SHADOW_ROLE
 from mlops_platform.mariadb_server import free_port
 from serving import shadow
 from tests.bench.common import console, print_figures, throwaway_store, verdict
@@ -164,7 +165,7 @@ def settled(read: Callable[[], T], quiet_s: float = 1.0) -> T:
 
 
 def logged_rows(store_url: str) -> Counter[str]:
-    """Rows in prediction_log by role (`champion` for served ones, `shadow`)."""
+    """Rows in prediction_log by role: `shadow`, or one whose prediction was served."""
     with db.transaction(store_url) as connection:
         rows = connection.execute(text("SELECT role, COUNT(*) FROM prediction_log GROUP BY role"))
         return Counter({role: count for role, count in rows})
@@ -331,8 +332,8 @@ def measure(
     used["wrk"] = children_cpu_s() - before_wrk
     logged = logged_rows(store_url) - before_logged  # the audit: rows really in the table
     return Measurement(
-        result, seconds, counts.predicted, logged[logstore.SERVED_ROLE], counts.shadowed,
-        counts.skipped, logged[logstore.SHADOW_ROLE], result.ok * records,
+        result, seconds, counts.predicted, logged.total() - logged[SHADOW_ROLE], counts.shadowed,
+        counts.skipped, logged[SHADOW_ROLE], result.ok * records,
         max(0.0, caught_up - ended),
         {name: seconds_used / counts.predicted * 1e6 for name, seconds_used in used.items()},
         machine,
@@ -436,6 +437,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.url and args.shadow_only:
         parser.error("--shadow-only needs the bench's own service: it moves `challenger`")
+    if args.shadow_rounds < 1:
+        parser.error("--shadow-rounds must be at least 1")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: sudo apt-get install -y wrk")
 
@@ -453,23 +456,31 @@ def main() -> None:
         else:
             console.print("starting MariaDB, MLflow, a champion and the service …")
             url, store_url, processes = start_stack(stack, scratch, args.workers)
-        if not args.shadow_only:
-            run_wrk(url + "/predict", single, args.connections, WARM_UP_S, scratch)
-            one = measure(
-                url, store_url, processes, single, 1, args.connections, args.seconds, scratch
-            )
-            many = measure(
-                url, store_url, processes, batch, args.batch_rows, args.batch_connections,
-                args.seconds, scratch,
-            )  # fmt: skip
+        speed = None if args.shadow_only else (
+            measure_single_and_batch(url, store_url, processes, single, batch, args, scratch)
+        )  # fmt: skip
         # Another host's registry is not the bench's to change.
         compared = None if args.url else compare_shadow(
             url, store_url, processes, single, args, scratch
         )  # fmt: skip
-    if not args.shadow_only:
-        report(args, one, many)
+    if speed:
+        report(args, *speed)
     if compared:
         shadow_report(args, compared)
+
+
+def measure_single_and_batch(
+    url: str, store_url: str, processes: dict[str, int], single: bytes, batch: bytes,
+    args: argparse.Namespace, scratch: Path,
+) -> tuple[Measurement, Measurement]:  # fmt: skip
+    """Single records from --connections, then batches of --batch-rows."""
+    run_wrk(url + "/predict", single, args.connections, WARM_UP_S, scratch)
+    one = measure(url, store_url, processes, single, 1, args.connections, args.seconds, scratch)
+    many = measure(
+        url, store_url, processes, batch, args.batch_rows, args.batch_connections,
+        args.seconds, scratch,
+    )  # fmt: skip
+    return one, many
 
 
 def all_logged(m: Measurement, in_flight_limit: int) -> bool:

@@ -148,7 +148,8 @@ def test_every_answered_request_is_logged_once(
     assert wait_for_log_rows(scale_project, before + ok) == before + ok
     assert settled_log_rows(scale_project) == before + ok
     assert (
-        scale_project.sql("SELECT COUNT(*) - COUNT(DISTINCT request_id) FROM prediction_log") == "0"
+        scale_project.sql("SELECT COUNT(*) - COUNT(DISTINCT request_id, role) FROM prediction_log")
+        == "0"
     )
 
 

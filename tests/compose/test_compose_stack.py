@@ -101,7 +101,9 @@ def test_a_mariadb_restart_under_load_loses_no_prediction_log_row(
     assert wait_for_log_rows(compose_project, before + LOAD_RECORDS) == before + LOAD_RECORDS
     assert settled_log_rows(compose_project) == before + LOAD_RECORDS
     assert (
-        compose_project.sql("SELECT COUNT(*) - COUNT(DISTINCT request_id) FROM prediction_log")
+        compose_project.sql(
+            "SELECT COUNT(*) - COUNT(DISTINCT request_id, role) FROM prediction_log"
+        )
         == "0"
     )
 

@@ -143,6 +143,7 @@ def test_monitoring_skips_on_clean_traffic_and_triggers_retraining_on_drift(
     assert clean["tasks"]["trigger_retraining"] == "skipped"
     # No challenger, so nothing was scored in shadow: the live-evidence gate has no work.
     assert clean["tasks"]["shadow_check"] == clean["tasks"]["shadow_gate"] == "skipped"
+    assert clean["tasks"]["canary_check"] == "skipped"
     # The accuracy estimate ran beside the checks, with the champion's calibration.
     assert clean["tasks"]["estimate_check"] == "success"
     with db.get_engine(store_url).connect() as connection:

@@ -46,7 +46,7 @@ class Trained:
 
 
 def log_prediction(
-    candidate: Candidate, request_id: str, url: str, role: str = logstore.SERVED_ROLE
+    candidate: Candidate, request_id: str, url: str, role: str = logstore.CHAMPION_ROLE
 ) -> str:
     """Score one snapshot row with the registered version and log it as the service does."""
     row = read_snapshot(BASE_DT, url, build_id=candidate.build_id).dropna().iloc[[0]]

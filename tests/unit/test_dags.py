@@ -19,6 +19,7 @@ EXPECTED_TASKS = {
     "monitoring": {
         "drift_check", "performance_check", "estimate_check", "decide",
         "trigger_retraining", "record_trigger", "no_retraining", "shadow_check", "shadow_gate",
+        "canary_check",
     },
     "batch_prediction": {"score_customers"},
     "ingest": {"ingest_file"},

@@ -496,3 +496,32 @@ def test_a_challenger_of_the_champions_version_scores_nothing(app, monkeypatch, 
         wait_until(lambda: request_id in fakes["table"].rows)
 
     assert fakes["table"].shadow_rows == {}
+
+
+def test_canary_customers_get_the_challenger_and_the_others_the_champion_and_a_shadow(
+    app, monkeypatch, tmp_path, fakes, challenger
+):
+    from serving.shadow import in_canary
+
+    monkeypatch.setenv("SERVING_CANARY_SHARE", "0.5")
+    fakes["challenger"] = FakeSource(challenger, "challenger")
+    batch = [{**EXAMPLE_RECORD, "customer_id": f"CUS_0x{n:04x}"} for n in range(40)]
+    with running(app, monkeypatch, tmp_path, fakes) as client:
+        first = client.post("/predict", json=batch).json()
+        again = client.post("/predict", json=batch).json()
+        answered = first + again
+        wait_until(lambda: len(fakes["table"].rows) == len(answered))
+        shadowed = sum(p["model_version"] == "1" for p in answered)
+        wait_until(lambda: len(fakes["table"].shadow_rows) == shadowed)
+
+    canary = [in_canary(record["customer_id"], 0.5) for record in batch]
+    assert 0 < sum(canary) < len(batch)
+    for answers in (first, again):  # sticky: the same customers get the challenger each time
+        assert [p["model_version"] == "2" for p in answers] == canary
+        assert [p["customer_id"] for p in answers] == [r["customer_id"] for r in batch]
+    for prediction in answered:
+        row = fakes["table"].rows[prediction["request_id"]]
+        expected = ("canary", "2") if prediction["model_version"] == "2" else ("champion", "1")
+        assert (row["role"], row["model_version"]) == expected
+        # Only the champion's answers are scored in shadow.
+        assert (prediction["request_id"] in fakes["table"].shadow_rows) == (expected[1] == "1")

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 from prometheus_client import REGISTRY
 
-from serving.shadow import ServedRequest, ShadowScorer
+from serving.shadow import ServedRequest, ShadowScorer, in_canary
 from tests.unit.test_serving_log import wait_until
 
 SKIPPED = "mlops_shadow_skipped_rows_total"
@@ -95,3 +95,15 @@ def test_without_a_challenger_or_with_the_champions_version_nothing_is_queued() 
     scorer.close()
 
     assert log.batches == []
+
+
+def test_the_canary_share_is_sticky_per_customer_and_about_the_share() -> None:
+    customers = [f"CUS_0x{number:05x}" for number in range(20_000)]
+    picked = [in_canary(customer, 0.1) for customer in customers]
+
+    assert picked == [in_canary(customer, 0.1) for customer in customers]  # sticky
+    assert 0.09 < sum(picked) / len(customers) < 0.11
+    # A larger share keeps every customer already in: raising it only adds customers.
+    assert all(in_canary(c, 0.3) for c, chosen in zip(customers, picked, strict=True) if chosen)
+    assert not any(in_canary(c, 0.0) for c in customers[:100])
+    assert in_canary(None, 1.0) is False and all(in_canary(c, 1.0) for c in customers[:100])

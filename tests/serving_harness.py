@@ -125,6 +125,31 @@ def metric_total(url: str, name: str) -> float:
     return sum(map(float, samples))
 
 
+def shuffled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its labels shuffled: a model fit on it learns nothing real."""
+    return frame.assign(**{TARGET: frame[TARGET].sample(frac=1, random_state=0).to_numpy()})
+
+
+def set_challenger(version: str) -> None:
+    """Point `challenger` at `version`, as the gate does for a candidate it rejects."""
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(registry.model_name(), registry.CHALLENGER, version)
+
+
+@contextmanager
+def running_service(environment: dict[str, str], directory: Path) -> Iterator[str]:
+    """A ready test service (`service_settings` in `directory`); its URL while it runs."""
+    process = ServiceProcess(
+        {**environment, **service_settings(directory)}, directory / "service.log"
+    ).start()
+    try:
+        process.wait("/readyz")
+        yield process.url
+    finally:
+        process.stop()
+
+
 def promote(version: str, url: str) -> None:
     """Make `version` the champion, as `mlops registry promote` does."""
     registry.promote(version, reason="serving test", actor="pytest", url=url)

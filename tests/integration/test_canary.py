@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,18 +19,18 @@ from sqlalchemy import text
 from mlops_platform import db, registry
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
 from mlops_platform.monitoring.performance import performance
-from mlops_platform.schema import TARGET
 from serving.shadow import in_canary
 from tests.integration.test_serving import wait_until
 from tests.integration.test_shadow import customer_ids, every_worker_reports
 from tests.serving_harness import (
-    ServiceProcess,
     fit,
     labelled_frame,
     module_settings,
     promote,
     publish,
-    service_settings,
+    running_service,
+    set_challenger,
+    shuffled,
 )
 
 CUSTOMERS = 600
@@ -52,31 +51,22 @@ def environment(mlflow_server: str, module_store_url: str) -> Iterator[dict[str,
 def versions(environment: dict[str, str], module_store_url: str) -> dict[str, str]:
     """A good champion, and a challenger that learnt shuffled labels but claims 0.9."""
     frame = labelled_frame(customers=800, months=1)
-    shuffled = frame.assign(**{TARGET: frame[TARGET].sample(frac=1, random_state=0).to_numpy()})
     published = {
         "champion": publish(fit(frame, iterations=80, depth=5), frame),
-        "challenger": publish(fit(shuffled, iterations=30, depth=3, seed=1), frame),
+        "challenger": publish(fit(shuffled(frame), iterations=30, depth=3, seed=1), frame),
     }
     promote(published["champion"], module_store_url)
     client = MlflowClient()
-    name = registry.model_name()
-    run_id = client.get_model_version(name, published["challenger"]).run_id
+    run_id = client.get_model_version(registry.model_name(), published["challenger"]).run_id
     client.log_metric(run_id, "test_macro_f1", 0.9)  # an offline figure live traffic refutes
-    client.set_registered_model_alias(name, registry.CHALLENGER, published["challenger"])
+    set_challenger(published["challenger"])
     return published
 
 
 @pytest.fixture(scope="module")
 def service(environment, versions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory: Path = tmp_path_factory.mktemp("canary-service")
-    process = ServiceProcess(
-        {**environment, **service_settings(directory)}, directory / "service.log"
-    ).start()
-    try:
-        process.wait("/readyz")
-        yield process.url
-    finally:
-        process.stop()
+    with running_service(environment, tmp_path_factory.mktemp("canary-service")) as url:
+        yield url
 
 
 def predict_everyone(url: str, customers: list[str]) -> dict[str, str]:

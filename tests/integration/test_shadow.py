@@ -10,29 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from sqlalchemy import text
 
 from mlops_platform import db, lineage, registry
 from mlops_platform.data.generator import GeneratorConfig, load_into_store
 from mlops_platform.monitoring import runs, shadow
-from mlops_platform.schema import TARGET
 from serving.schemas import EXAMPLE_RECORD
 from tests.integration.test_serving import wait_until
 from tests.serving_harness import (
-    ServiceProcess,
     fit,
     labelled_frame,
     metric_total,
     module_settings,
     promote,
     publish,
-    service_settings,
+    running_service,
+    set_challenger,
+    shuffled,
 )
 
 CUSTOMERS = 600
@@ -53,29 +51,19 @@ def environment(mlflow_server: str, module_store_url: str) -> Iterator[dict[str,
 def versions(environment: dict[str, str], module_store_url: str) -> dict[str, str]:
     """A poor champion (shuffled labels) and a good challenger, both registered."""
     frame = labelled_frame(customers=800, months=1)
-    shuffled = frame.assign(**{TARGET: frame[TARGET].sample(frac=1, random_state=0).to_numpy()})
     published = {
-        "champion": publish(fit(shuffled, iterations=30, depth=3), frame),
+        "champion": publish(fit(shuffled(frame), iterations=30, depth=3), frame),
         "challenger": publish(fit(frame, iterations=80, depth=5, seed=1), frame),
     }
     promote(published["champion"], module_store_url)
-    MlflowClient().set_registered_model_alias(
-        registry.model_name(), registry.CHALLENGER, published["challenger"]
-    )
+    set_challenger(published["challenger"])
     return published
 
 
 @pytest.fixture(scope="module")
 def service(environment, versions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory: Path = tmp_path_factory.mktemp("shadow-service")
-    process = ServiceProcess(
-        {**environment, **service_settings(directory)}, directory / "service.log"
-    ).start()
-    try:
-        process.wait("/readyz")
-        yield process.url
-    finally:
-        process.stop()
+    with running_service(environment, tmp_path_factory.mktemp("shadow-service")) as url:
+        yield url
 
 
 def every_worker_reports(url: str, champion: str, challenger: str | None) -> bool:

@@ -239,6 +239,12 @@ class AliasHolder:
             target=self._poll, name=f"{source.alias}-poller", daemon=True
         )
 
+    def beside(self, champion_version: str) -> LoadedModel | None:
+        """The held model unless it is `champion_version`: a challenger alias on the
+        champion's own version has nothing to compare, so it neither shadows nor canaries."""
+        held = self.model
+        return held if held is not None and held.version != champion_version else None
+
     def start(self) -> None:
         """Load the alias's version (or the cached one) and start polling."""
         self.model = self.source.startup()

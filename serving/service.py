@@ -173,11 +173,11 @@ class CreditScoreService:
     def metadata(self) -> Any:
         """The champion answering now (version, run, training base date, test metrics) and
         the challenger scoring in shadow, if any."""
-        champion, challenger = self.champions.model, self.challengers.model
+        champion = self.champions.model
         if champion is None:
             return error(503, NOT_READY, "not_ready")
-        shadow = challenger if challenger and challenger.version != champion.version else None
-        return champion.info() | {"challenger": shadow.info() if shadow else None}
+        challenger = self.challengers.beside(champion.version)
+        return champion.info() | {"challenger": challenger.info() if challenger else None}
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -199,8 +199,8 @@ class CreditScoreService:
         created_at = datetime.now(UTC).replace(tzinfo=None)
         everyone = range(len(records))
         routes = [(champion, CHAMPION_ROLE, everyone)]
-        challenger = self.challengers.model
-        if self.canary_share and challenger and challenger.version != champion.version:
+        challenger = self.challengers.beside(champion.version)
+        if self.canary_share and challenger:
             share = self.canary_share
             canary = [i for i in everyone if in_canary(records[i].get("customer_id"), share)]
             if canary:

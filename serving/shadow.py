@@ -76,8 +76,7 @@ class ShadowScorer:
 
     def submit(self, request: ServedRequest) -> None:
         """Queue a served request for the challenger, if one is loaded and is not the champion."""
-        challenger = self.challengers.model
-        if challenger is None or challenger.version == request.champion_version:
+        if self.challengers.beside(request.champion_version) is None:
             return
         with self._lock:
             accepted = self._queued_rows + len(request.records) <= self.queue_max

@@ -674,12 +674,9 @@ def monitor_estimate(start, end, model_version: str | None, labels_until) -> Non
 def monitor_shadow(end) -> None:
     """Champion against challenger on the same labelled requests (SHADOW_WINDOW_DAYS back):
     accuracy, macro-F1, McNemar's test and the verdict the live-evidence gate acts on."""
-    from datetime import UTC, datetime
-
     from mlops_platform.monitoring.shadow import compare
 
-    moment = end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    comparisons = compare(moment)
+    comparisons = compare(end)
     if not comparisons:
         console.print("no request was scored in shadow in the window: is a challenger set?")
     for comparison in comparisons:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 from prometheus_client import REGISTRY
 
+from serving.aliases import AliasHolder
 from serving.shadow import ServedRequest, ShadowScorer, in_canary
 from tests.unit.test_serving_log import wait_until
 
@@ -45,6 +46,13 @@ def request(index: int, rows: int = 1) -> ServedRequest:
     return ServedRequest([{"age": 30}] * rows, ids, datetime(2025, 6, 1, 12, 0, index), "1")
 
 
+def holding(model) -> AliasHolder:
+    """A challenger alias holder that holds `model` (never started: no polling)."""
+    holder = AliasHolder(SimpleNamespace(alias="challenger"), poll_interval_s=60)
+    holder.model = model
+    return holder
+
+
 def skipped() -> float:
     return REGISTRY.get_sample_value(SKIPPED) or 0.0
 
@@ -53,7 +61,7 @@ def test_queued_requests_are_scored_together_under_their_own_ids_and_times() -> 
     model = SlowModel()
     challenger = SimpleNamespace(model=model, version="2", model_name="credit_score")
     log = CollectingLog([])
-    scorer = ShadowScorer(SimpleNamespace(model=challenger), log, queue_max=1_000)
+    scorer = ShadowScorer(holding(challenger), log, queue_max=1_000)
     for index in range(20):
         scorer.submit(request(index))
     model.release.set()
@@ -72,7 +80,7 @@ def test_a_full_queue_skips_requests_and_counts_them() -> None:
     model = SlowModel()  # held: nothing leaves the queue
     challenger = SimpleNamespace(model=model, version="2", model_name="credit_score")
     log = CollectingLog([])
-    scorer = ShadowScorer(SimpleNamespace(model=challenger), log, queue_max=10)
+    scorer = ShadowScorer(holding(challenger), log, queue_max=10)
     before = skipped()
     for index in range(5):
         scorer.submit(request(index, rows=4))  # 20 rows offered, room for 10
@@ -86,7 +94,7 @@ def test_a_full_queue_skips_requests_and_counts_them() -> None:
 
 def test_without_a_challenger_or_with_the_champions_version_nothing_is_queued() -> None:
     log = CollectingLog([])
-    holder = SimpleNamespace(model=None)
+    holder = holding(None)
     scorer = ShadowScorer(holder, log, queue_max=10)
     scorer.submit(request(0))
     holder.model = SimpleNamespace(model=SlowModel(), version="1", model_name="credit_score")

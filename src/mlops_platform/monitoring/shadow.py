@@ -35,7 +35,7 @@ from mlops_platform.monitoring.performance import (
 )
 from mlops_platform.monitoring.reports import StoredReport
 from mlops_platform.monitoring.runs import SHADOW_KIND
-from mlops_platform.monitoring.windows import Window, utc_naive
+from mlops_platform.monitoring.windows import Window, this_hour, utc_naive
 from mlops_platform.schema import CREDIT_SCORES
 
 CHALLENGER_BETTER = "challenger-better"
@@ -143,7 +143,7 @@ def judge(
 
 
 def compare(
-    end: datetime | str, url: str | None = None, *, log_to_mlflow: bool = True
+    end: datetime | str | None = None, url: str | None = None, *, log_to_mlflow: bool = True
 ) -> list[PairedComparison]:
     """Compare every champion–challenger pair that scored the window's requests.
 
@@ -155,7 +155,7 @@ def compare(
     from mlops_platform import registry
 
     name = registry.model_name()
-    window_end = utc_naive(end)
+    window_end = utc_naive(end) if end is not None else this_hour()
     window = Window(window_end - timedelta(days=get_settings().shadow_window_days), window_end)
     with db.transaction(url) as connection:
         rows = connection.execute(

@@ -36,6 +36,12 @@ def utc_naive(moment: datetime | str) -> datetime:
     return value
 
 
+def this_hour() -> datetime:
+    """The start of the current hour in naive UTC: what "now" is without a logical time, so
+    repeated runs within the hour judge one window."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+
+
 def resolve_window(
     start: datetime | str | None = None,
     end: datetime | str | None = None,
@@ -46,8 +52,7 @@ def resolve_window(
     Callers with a logical time (Airflow) pass it, so a re-run judges the same window.
     """
     if end is None and now is None:
-        # Without a logical time, this hour: repeated runs within it judge one window.
-        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        now = this_hour()
     window_end = utc_naive(end if end is not None else now)
     window_start = (
         utc_naive(start)
